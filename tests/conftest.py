@@ -1,0 +1,31 @@
+"""Shared test fixtures: where the shared data lives, and the real MiniLM weights."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def shared_data() -> Path:
+    """The shared datasets folder (../shared/data beside the checkout; BERTFORGE_DATA overrides)."""
+    env = os.environ.get("BERTFORGE_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def require_data(*parts: str) -> Path:
+    """Path under the shared data folder, or skip the test cleanly when it is absent."""
+    path = shared_data().joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data not available: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    from bertforge.checkpoint import minilm_path
+
+    try:
+        return minilm_path()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
