@@ -14,6 +14,7 @@ import sys
 # One line per command group; each module defines register(subparsers).
 COMMAND_MODULES = [
     "bertforge.commands.embed",
+    "bertforge.commands.qa",
 ]
 
 
