@@ -14,11 +14,14 @@ so 1 process with batch 2B and 2 processes with batch B see the same masked exam
 Under DDP (`world_size > 1`) each rank takes every `world_size`-th index of the permutation, after
 padding it (by wrapping around) to a multiple of `world_size`, as `torch.utils.data.DistributedSampler`
 does; the union of the ranks' batch k is the single-process batch k of size `world_size * batch_size`.
+Rank and world size are read when iterating (process group, else torchrun's RANK / WORLD_SIZE), so the
+loader may be built before the Trainer joins the process group.
 """
 from __future__ import annotations
 
 import inspect
 import math
+import os
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
@@ -53,21 +56,37 @@ class ResumableLoader:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if len(dataset) == 0:
             raise ValueError("the dataset is empty: nothing to load")
-        if rank is None or world_size is None:
-            dist = torch.distributed
-            initialized = dist.is_available() and dist.is_initialized()
-            rank = dist.get_rank() if initialized else 0
-            world_size = dist.get_world_size() if initialized else 1
-        if not 0 <= rank < world_size:
+        if (rank is None) != (world_size is None):
+            raise ValueError("give both rank and world_size, or neither (then they are read at iteration time)")
+        if rank is not None and not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, {world_size})")
         self.dataset, self.batch_size, self.collate_fn = dataset, batch_size, collate_fn
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
-        self.rank, self.world_size = rank, world_size
+        self._rank, self._world_size = rank, world_size
         try:
             self._wants_seeds = "seeds" in inspect.signature(collate_fn).parameters
         except (TypeError, ValueError):
             self._wants_seeds = False
         self.epoch, self.batch_index = 0, 0  # the position: batches of `epoch` already yielded
+
+    # ---- DDP: rank and world size from the process group, else torchrun's environment ----------
+    @property
+    def rank(self) -> int:
+        if self._rank is not None:
+            return self._rank
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank()
+        return int(os.environ.get("RANK", 0))
+
+    @property
+    def world_size(self) -> int:
+        if self._world_size is not None:
+            return self._world_size
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_world_size()
+        return int(os.environ.get("WORLD_SIZE", 1))
 
     # ---- order -----------------------------------------------------------------------------
     def _rank_indices(self, epoch: int) -> list[int]:
