@@ -15,7 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from .config import BertConfig
-from .layers import (Encoder, LearnedPositionEmbedding, SegmentEmbedding, TokenEmbedding, padding_mask)
+from .layers import (Encoder, LearnedPositionEmbedding, Packing, SegmentEmbedding, TokenEmbedding,
+                     padding_mask)
 
 
 @dataclass
@@ -39,12 +40,16 @@ class BertEmbeddings(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: Tensor, token_type_ids: Optional[Tensor] = None,
-                position_ids: Optional[Tensor] = None) -> Tensor:  # (B, T) -> (B, T, D)
-        T = input_ids.size(1)
+                position_ids: Optional[Tensor] = None, packing: Optional[Packing] = None) -> Tensor:
+        """(B, T) -> (B, T, D); with `packing`, (N, D) for the real tokens only."""
+        B, T = input_ids.shape
         if position_ids is None:
-            position_ids = torch.arange(T, device=input_ids.device).unsqueeze(0)  # (1, T)
+            position_ids = torch.arange(T, device=input_ids.device).expand(B, T)  # (B, T)
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
+        if packing is not None:
+            input_ids, token_type_ids, position_ids = (packing.pack(t) for t in (input_ids, token_type_ids,
+                                                                                 position_ids.expand(B, T)))
         x = self.word_embeddings(input_ids) + self.position_embeddings(position_ids)
         x = x + self.token_type_embeddings(token_type_ids)
         return self.dropout(self.LayerNorm(x))
@@ -141,7 +146,10 @@ class BertModel(BertPreTrainedModel):
         position_ids: Optional[Tensor] = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        unpad: Optional[bool] = None,
     ) -> BertOutput:
+        """`unpad` runs the token-wise layers on the real tokens only (`Packing`); by default it is on
+        when the batch has padding (outputs at padding positions are then zeros, not HF's values)."""
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be (batch, seq_len), got shape {tuple(input_ids.shape)}")
         if attention_mask is not None and attention_mask.shape != input_ids.shape:
@@ -153,9 +161,14 @@ class BertModel(BertPreTrainedModel):
         if output_attentions and self.config.attn_implementation != "eager":
             raise ValueError("output_attentions=True needs the explicit attention path: call "
                              "model.set_attn_implementation('eager') first (D3)")
-        x = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, T, D)
+        if unpad is None:
+            unpad = attention_mask is not None and not bool(attention_mask.bool().all())
+        packing = Packing(attention_mask) if unpad and attention_mask is not None else None
+        x = self.embeddings(input_ids, token_type_ids, position_ids, packing)  # (B, T, D) or (N, D)
         mask = padding_mask(attention_mask) if attention_mask is not None else None  # (B, 1, 1, T)
-        x, hidden, attentions = self.encoder(x, mask, output_hidden_states, output_attentions)
+        x, hidden, attentions = self.encoder(x, mask, output_hidden_states, output_attentions, packing)
+        if packing is not None:
+            x, hidden = packing.unpack(x), [packing.unpack(h) for h in hidden]
         return BertOutput(
             last_hidden_state=x,
             pooler_output=self.pooler(x) if self.pooler is not None else None,

@@ -111,6 +111,28 @@ def combine_masks(*masks: Optional[Tensor]) -> Optional[Tensor]:
     return out
 
 
+class Packing:
+    """No work on padding: the real tokens of a padded batch, packed into one (N, D) matrix.
+
+    Token-wise layers (embeddings, projections, FFN, LayerNorm) run on the N real tokens only, as in
+    MosaicBERT / ModernBERT; attention, which mixes positions, scatters Q, K, V back to (B, T, ...)
+    and runs with the padding mask. `pack` and `unpack` are a gather and a scatter by the mask.
+    """
+
+    def __init__(self, attention_mask: Tensor):  # (B, T), 1 = real token
+        self.batch, self.seq_len = attention_mask.shape
+        self.index = attention_mask.reshape(-1).nonzero().squeeze(1)  # (N,) flat positions of real tokens
+        self.mask = padding_mask(attention_mask)  # (B, 1, 1, T)
+
+    def pack(self, x: Tensor) -> Tensor:  # (B, T, ...) -> (N, ...)
+        return x.reshape(self.batch * self.seq_len, *x.shape[2:]).index_select(0, self.index)
+
+    def unpack(self, x: Tensor) -> Tensor:  # (N, ...) -> (B, T, ...), zeros at padding
+        out = x.new_zeros(self.batch * self.seq_len, *x.shape[1:])
+        out.index_copy_(0, self.index, x)
+        return out.view(self.batch, self.seq_len, *x.shape[1:])
+
+
 # ---------------------------------------------------------------------------------------------
 # Attention
 # ---------------------------------------------------------------------------------------------
@@ -229,8 +251,23 @@ class MultiHeadAttention(nn.Module):
         mask: Optional[Tensor] = None,
         need_weights: bool = False,
         cache: Optional[KVCache] = None,
+        packing: Optional[Packing] = None,
     ) -> tuple[Tensor, Optional[Tensor]]:
-        """x: (B, Q, D) queries; context: (B, K, D) or None; returns ((B, Q, D), probs (B, H, Q, K) or None)."""
+        """x: (B, Q, D) queries; context: (B, K, D) or None; returns ((B, Q, D), probs (B, H, Q, K) or None).
+
+        With `packing` (self-attention only), x is (N, D) real tokens and so is the output.
+        """
+        if packing is not None:
+            if context is not None or cache is not None:
+                raise ValueError("packed (unpadded) attention is for self-attention without a cache")
+            qkv = packing.unpack(torch.cat([self.w_q(x), self.w_k(x), self.w_v(x)], dim=-1))  # (B, T, 3D)
+            q, k, v = (self._split_heads(t) for t in qkv.chunk(3, dim=-1))
+            out, probs = scaled_dot_product_attention(
+                q, k, v, packing.mask if mask is None else mask,
+                dropout_p=self.dropout if self.training else 0.0,
+                need_weights=need_weights, implementation=self.implementation)
+            out = packing.pack(out.transpose(1, 2)).flatten(1)  # (N, D)
+            return self.w_o(out), probs
         q = self._split_heads(self.w_q(x))
         if cache is not None and cache.static and cache.k is not None:
             k, v = cache.k, cache.v  # cross-attention: encoder K, V computed on the first step
@@ -310,13 +347,14 @@ class EncoderLayer(nn.Module):
         self.ffn = PositionwiseFeedForward(d_model, d_ff, activation)
         self.ffn_sublayer = ResidualLayerNorm(d_model, dropout, eps, norm_first)
 
-    def forward(self, x: Tensor, mask: Optional[Tensor] = None, need_weights: bool = False
-                ) -> tuple[Tensor, Optional[Tensor]]:  # (B, T, D) -> (B, T, D), probs
+    def forward(self, x: Tensor, mask: Optional[Tensor] = None, need_weights: bool = False,
+                packing: Optional[Packing] = None) -> tuple[Tensor, Optional[Tensor]]:
+        """(B, T, D) -> (B, T, D), probs; or (N, D) -> (N, D) with `packing`."""
         probs = None
 
         def attend(h: Tensor) -> Tensor:
             nonlocal probs
-            out, probs = self.self_attn(h, mask=mask, need_weights=need_weights)
+            out, probs = self.self_attn(h, mask=mask, need_weights=need_weights, packing=packing)
             return out
 
         x = self.attn_sublayer(x, attend)
@@ -376,13 +414,16 @@ class Encoder(nn.Module):
         self.final_norm = nn.LayerNorm(d_model, eps=layer_kwargs.get("eps", 1e-5)) if norm_first else None
 
     def forward(self, x: Tensor, mask: Optional[Tensor] = None, output_hidden_states: bool = False,
-                output_attentions: bool = False) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-        """Returns (last hidden (B, T, D), [input, after layer 1, ...] if asked, [probs per layer] if asked)."""
+                output_attentions: bool = False, packing: Optional[Packing] = None
+                ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """Returns (last hidden (B, T, D), [input, after layer 1, ...] if asked, [probs per layer] if asked).
+
+        With `packing`, x and the hidden states are (N, D) real tokens (see `Packing`)."""
         hidden, attentions = [], []
         for layer in self.layers:
             if output_hidden_states:
                 hidden.append(x)
-            x, probs = layer(x, mask, need_weights=output_attentions)
+            x, probs = layer(x, mask, need_weights=output_attentions, packing=packing)
             if output_attentions:
                 attentions.append(probs)
         if self.final_norm is not None:
