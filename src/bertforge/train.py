@@ -10,7 +10,8 @@ Use it like this::
         return {"accuracy": ...}
     config = TrainConfig(out_dir="runs/x", epochs=3, lr=5e-5, warmup_ratio=0.1, eval_every=200,
                          metric_for_best="accuracy", patience=3)
-    trainer = Trainer(model, config, loader, eval_fn=evaluate)
+    trainer = Trainer(model, config, loader, eval_fn=evaluate,
+                      save_hook=tokenizer.save_pretrained)  # optional: more files in each checkpoint
     trainer.train()                                # returns the list of logged metric records
 
 The contract:
@@ -180,8 +181,9 @@ class Trainer:
     """Runs `config` on `model` over `train_loader`; see the module docstring for the contract."""
 
     def __init__(self, model: nn.Module, config: TrainConfig, train_loader: Iterable[dict[str, Any]],
-                 eval_fn: Optional[Callable[[nn.Module], dict[str, float]]] = None):
-        self.config, self.loader, self.eval_fn = config, train_loader, eval_fn
+                 eval_fn: Optional[Callable[[nn.Module], dict[str, float]]] = None,
+                 save_hook: Optional[Callable[[Path], None]] = None):
+        self.config, self.loader, self.eval_fn, self.save_hook = config, train_loader, eval_fn, save_hook
         self.out_dir = Path(config.out_dir)
         self._init_distributed()
         random.seed(config.seed), np.random.seed(config.seed), torch.manual_seed(config.seed)
@@ -391,6 +393,8 @@ class Trainer:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         save_model(unwrap(self.model), tmp)
+        if self.save_hook is not None:  # e.g. the tokenizer beside the weights (D5)
+            self.save_hook(tmp)
         torch.save(self._state(), tmp / STATE_NAME)
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
