@@ -15,6 +15,7 @@ import sys
 COMMAND_MODULES = [
     "bertforge.commands.embed",
     "bertforge.commands.qa",
+    "bertforge.commands.pretrain",
 ]
 
 
