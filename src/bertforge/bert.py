@@ -25,6 +25,7 @@ class BertOutput:
     pooler_output: Optional[Tensor] = None  # (B, D), tanh(W [CLS] + b)
     hidden_states: Optional[tuple[Tensor, ...]] = None  # embeddings + each layer's output, if asked
     attentions: Optional[tuple[Tensor, ...]] = None  # (B, H, T, T) per layer, if asked
+    attention_mask: Optional[Tensor] = None  # (B, T) the input's mask: which positions are real tokens
 
 
 class BertEmbeddings(nn.Module):
@@ -174,6 +175,7 @@ class BertModel(BertPreTrainedModel):
             pooler_output=self.pooler(x) if self.pooler is not None else None,
             hidden_states=tuple(hidden) if output_hidden_states else None,
             attentions=tuple(attentions) if output_attentions else None,
+            attention_mask=attention_mask,
         )
 
 

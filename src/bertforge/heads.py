@@ -58,6 +58,8 @@ class BertForQuestionAnswering(BertWithHead):
 
     start_logits_i = S . T_i, end_logits_i = E . T_i (one Linear(D, 2), HF's `qa_outputs`);
     loss = (CE(start) + CE(end)) / 2. Positions outside the sequence (labels clamped to T) are ignored.
+    Padding positions get the lowest logit, so they are never predicted and take no softmax mass (HF
+    leaves them in; on a batch without padding the two losses are equal).
     """
 
     add_pooling_layer = False
@@ -70,6 +72,8 @@ class BertForQuestionAnswering(BertWithHead):
     def head(self, out: BertOutput, start_positions: Optional[Tensor] = None,
              end_positions: Optional[Tensor] = None) -> HeadOutput:
         logits = self.qa_outputs(out.last_hidden_state)  # (B, T, 2)
+        if out.attention_mask is not None:
+            logits = logits.masked_fill(~out.attention_mask.bool().unsqueeze(-1), torch.finfo(logits.dtype).min)
         start_logits, end_logits = logits.unbind(dim=-1)  # (B, T) each
         loss = None
         if start_positions is not None and end_positions is not None:

@@ -17,9 +17,9 @@ from typing import Optional, Sequence
 
 import torch
 
-from .data.squad import SquadExample, collate, examples_to_features
+from .data.squad import SquadExample, collate, examples_to_features, length_bucketed_batches
 from .heads import BertForQuestionAnswering
-from .qa_decode import decode_spans
+from .qa_decode import QAPredictions, decode_spans
 from .tokenizer import Tokenizer
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "qa-minilm"
@@ -83,26 +83,44 @@ class QuestionAnswerer:
 
     def __init__(self, model_dir: str | Path = DEFAULT_MODEL, device: str = "cpu", precision: str = "fp32",
                  batch_size: int = 32, max_seq_length: int = 384, max_query_length: int = 64,
-                 window_overlap: int = 128, max_answer_length: int = 30, n_best_size: int = 20):
-        self.model, self.tokenizer = load_qa_model(model_dir, device, precision)
+                 window_overlap: int = 128, max_answer_length: int = 30, n_best_size: int = 20,
+                 model: Optional[BertForQuestionAnswering] = None, tokenizer: Optional[Tokenizer] = None):
+        """Load `model_dir`, or use an in-memory `model` and `tokenizer` (evaluation during training)."""
+        if model is None or tokenizer is None:
+            model, tokenizer = load_qa_model(model_dir, device, precision)
+        self.model, self.tokenizer = model, tokenizer
         self.device, self.precision, self.batch_size = device, precision, batch_size
         self.max_seq_length, self.max_query_length = max_seq_length, max_query_length
         self.window_overlap, self.max_answer_length, self.n_best_size = window_overlap, max_answer_length, n_best_size
+
+    def features(self, examples: Sequence[SquadExample]) -> list:
+        return examples_to_features(examples, self.tokenizer, max_seq_length=self.max_seq_length,
+                                    max_query_length=self.max_query_length,
+                                    window_overlap=self.window_overlap, is_training=False)
+
+    def predict(self, examples: Sequence[SquadExample], version_2_with_negative: bool = False,
+                null_threshold: float = 0.0, n_best_size: Optional[int] = None) -> QAPredictions:
+        """Decode answers (and n-best lists, null odds) for SQuAD examples."""
+        features = self.features(examples)
+        starts, ends = self.logits(features)
+        return decode_spans(examples, features, starts, ends, n_best_size=n_best_size or self.n_best_size,
+                            max_answer_length=self.max_answer_length,
+                            version_2_with_negative=version_2_with_negative, null_threshold=null_threshold)
 
     @torch.inference_mode()
     def logits(self, features: Sequence) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Start and end logits of every feature (trimmed to its length), in the features' order."""
         starts: list[Optional[torch.Tensor]] = [None] * len(features)
         ends: list[Optional[torch.Tensor]] = [None] * len(features)
-        order = sorted(range(len(features)), key=lambda k: len(features[k].input_ids))  # length buckets
         autocast = torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.precision == "bf16")
-        for i in range(0, len(order), self.batch_size):
-            idx = order[i : i + self.batch_size]
+        for idx in length_bucketed_batches(features, self.batch_size):
             batch = collate([features[k] for k in idx])
             with autocast:
                 out = self.model(**{k: batch[k].to(self.device) for k in
                                     ("input_ids", "attention_mask", "token_type_ids")})
-            s, e = (t.float().cpu() for t in out.logits)
+            # bertforge heads return logits=(start, end); HF's QA models start_logits / end_logits
+            s, e = out.logits if hasattr(out, "logits") else (out.start_logits, out.end_logits)
+            s, e = s.float().cpu(), e.float().cpu()
             for row, k in enumerate(idx):
                 n = len(features[k].input_ids)
                 starts[k], ends[k] = s[row, :n], e[row, :n]
@@ -126,12 +144,7 @@ class QuestionAnswerer:
                 raise ValueError("the context is empty")
         examples = [SquadExample(qas_id=str(i), question=q, context=c, answers=[], is_impossible=False)
                     for i, (q, c) in enumerate(zip(questions, contexts))]
-        features = examples_to_features(examples, self.tokenizer, max_seq_length=self.max_seq_length,
-                                        max_query_length=self.max_query_length,
-                                        window_overlap=self.window_overlap, is_training=False)
-        starts, ends = self.logits(features)
-        decoded = decode_spans(examples, features, starts, ends, n_best_size=max(self.n_best_size, top_k),
-                               max_answer_length=self.max_answer_length)
+        decoded = self.predict(examples, n_best_size=max(self.n_best_size, top_k))
         results = []
         for ex in examples:
             answers = []

@@ -1,0 +1,64 @@
+"""`make demo`: the main job on a bundled passage. Answers a few questions with bertforge's shipped QA
+model; without one (a checkout that has not trained it yet) it shows the real MiniLM encoder at work:
+sentence similarities and an attention picture."""
+from __future__ import annotations
+
+from pathlib import Path
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+QUESTIONS = [
+    "When was the Transformer introduced?",
+    "What does BERT stand for?",
+    "Who published BERT?",
+    "What fraction of the tokens are hidden in masked language modelling?",
+    "How many encoder layers does the base Transformer have?",
+]
+
+
+def qa_demo() -> None:
+    from .qa import QuestionAnswerer
+
+    passage = (ASSETS / "demo_passage.txt").read_text(encoding="utf-8")
+    print(f"Passage ({len(passage)} characters): {passage[:160]}...\n")
+    qa = QuestionAnswerer()
+    for q, answers in zip(QUESTIONS, qa.answer_many(QUESTIONS, passage)):
+        a = answers[0]
+        print(f"Q: {q}\nA: {a.text}   (p={a.probability:.2f})\n   {a.sentence}\n")
+    print('Try your own: .venv/bin/bertforge qa "your question" --context-file your.txt')
+
+
+def encoder_demo() -> None:
+    import torch
+
+    from .embed import SentenceEncoder
+
+    sentences = ["A man is playing a guitar.", "Someone is playing an instrument.",
+                 "The stock market fell sharply today.", "Shares dropped at the close of trading."]
+    enc = SentenceEncoder()
+    e = enc.encode(sentences)
+    print("Cosine similarities (real all-MiniLM-L6-v2 weights):")
+    sims = (e @ e.T).tolist()
+    for i, s in enumerate(sentences):
+        print(f"  {s:<45} " + " ".join(f"{x:5.2f}" for x in sims[i]))
+    try:
+        from .viz import plot_attention
+    except ImportError:
+        return
+    out = Path("demo_attention.png")
+    plot_attention(enc.model, enc.tokenizer, "The animal didn't cross the street because it was too tired.",
+                   out, layer=4)
+    print(f"wrote {out}")
+
+
+def main() -> None:
+    from .qa import DEFAULT_MODEL
+
+    if (DEFAULT_MODEL / "model.safetensors").exists():
+        qa_demo()
+    else:
+        print(f"(no shipped QA model at {DEFAULT_MODEL} yet: showing the encoder instead)\n")
+        encoder_demo()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""The QA pipeline end to end on small models: logits parity with HF, long contexts, bad input, the CLI."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from bertforge.bert import BertModel  # noqa: E402
+from bertforge.config import BertConfig  # noqa: E402
+from bertforge.heads import BertForQuestionAnswering  # noqa: E402
+from bertforge.qa import QuestionAnswerer, sentence_around  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_qa_dir(tmp_path_factory, minilm_dir):
+    """A randomly initialised small QA model with the real uncased vocab (answers are arbitrary,
+    but every code path of the pipeline runs)."""
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("tiny-qa")
+    model = BertForQuestionAnswering(BertConfig.preset("tiny", max_position_embeddings=512))
+    model.save_pretrained(d)
+    shutil.copy(minilm_dir / "vocab.txt", d / "vocab.txt")
+    return d
+
+
+def test_qa_logits_equal_hf(minilm_dir):
+    torch.manual_seed(0)
+    ours = BertForQuestionAnswering.from_pretrained(minilm_dir).eval()
+    assert sorted(ours.load_report.initialized) == ["qa_outputs.bias", "qa_outputs.weight"]
+    hf = transformers.BertForQuestionAnswering.from_pretrained(str(minilm_dir)).eval()
+    hf.qa_outputs.load_state_dict(ours.qa_outputs.state_dict())
+    ids = torch.randint(1000, 29000, (3, 40))
+    am = torch.ones_like(ids)
+    am[2, 25:] = 0
+    tt = torch.zeros_like(ids)
+    tt[:, 12:] = 1
+    starts, ends = torch.tensor([3, 39, 0]), torch.tensor([5, 39, 60])  # 60: past the end -> ignored
+    with torch.no_grad():
+        a = ours(ids, am, tt, start_positions=starts, end_positions=ends)
+        b = hf(input_ids=ids, attention_mask=am, token_type_ids=tt, start_positions=starts, end_positions=ends)
+    real = am.bool()
+    assert (a.logits[0][real] - b.start_logits[real]).abs().max() <= 1e-5
+    assert (a.logits[1][real] - b.end_logits[real]).abs().max() <= 1e-5
+    # Our loss leaves padding out of the softmax: recompute it from HF's logits over real tokens only.
+    ce = torch.nn.functional.cross_entropy
+    pad = torch.finfo(torch.float32).min
+    s_ref, e_ref = b.start_logits.masked_fill(~real, pad), b.end_logits.masked_fill(~real, pad)
+    ref = (ce(s_ref, starts.clamp(0, 40), ignore_index=40) + ce(e_ref, ends.clamp(0, 40), ignore_index=40)) / 2
+    assert abs(a.loss.item() - ref.item()) <= 1e-5
+    with torch.no_grad():  # without padding, the losses are HF's exactly
+        a2 = ours(ids[:2], am[:2], tt[:2], start_positions=starts[:2], end_positions=ends[:2])
+        b2 = hf(input_ids=ids[:2], attention_mask=am[:2], token_type_ids=tt[:2], start_positions=starts[:2],
+                end_positions=ends[:2])
+    assert abs(a2.loss.item() - b2.loss.item()) <= 1e-5
+
+
+def test_qa_checkpoint_loads_in_hf(tiny_qa_dir):
+    hf = transformers.BertForQuestionAnswering.from_pretrained(str(tiny_qa_dir)).eval()
+    ours = BertForQuestionAnswering.from_pretrained(tiny_qa_dir)
+    ids = torch.randint(1000, 29000, (2, 20))
+    with torch.no_grad():
+        assert torch.allclose(ours(ids).logits[0], hf(input_ids=ids).start_logits, atol=1e-6)
+
+
+def test_answers_are_slices_of_the_context_at_any_length(tiny_qa_dir):
+    qa = QuestionAnswerer(tiny_qa_dir, batch_size=4, max_seq_length=64, max_query_length=16, window_overlap=16)
+    context = " ".join(f"Sentence number {i} talks about café and 東京 and  spaces." for i in range(60))
+    answers = qa.answer("What does sentence 7 talk about?", context, top_k=3)
+    assert 1 <= len(answers) <= 3
+    for a in answers:
+        assert context[a.start:a.end] == a.text and a.text
+        assert 0 <= a.probability <= 1 and "**" + a.text + "**" in a.sentence
+    assert answers == sorted(answers, key=lambda a: -a.score)
+    # several questions at once give the same answers as one at a time
+    many = qa.answer_many(["What does sentence 7 talk about?", "Which city?"], context, top_k=3)
+    assert [(a.start, a.end) for a in many[0]] == [(a.start, a.end) for a in answers]
+
+
+def test_bad_input_is_clear(tiny_qa_dir, minilm_dir, tmp_path):
+    qa = QuestionAnswerer(tiny_qa_dir)
+    with pytest.raises(ValueError, match="question is empty"):
+        qa.answer("  ", "Some context.")
+    with pytest.raises(ValueError, match="context is empty"):
+        qa.answer("Why?", "")
+    with pytest.raises(TypeError):
+        qa.answer(None, "context")
+    with pytest.raises(ValueError, match="top_k"):
+        qa.answer("Why?", "Because.", top_k=0)
+    long_question = "why " * 200  # over max_query_length: truncated, still answered
+    assert qa.answer(long_question, "Because it rained all day.")
+    # a checkpoint without a QA head
+    BertModel.from_pretrained(minilm_dir).save_pretrained(tmp_path / "base")
+    shutil.copy(minilm_dir / "vocab.txt", tmp_path / "base" / "vocab.txt")
+    with pytest.raises(ValueError, match="no question-answering head"):
+        QuestionAnswerer(tmp_path / "base")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        QuestionAnswerer(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="precision"):
+        QuestionAnswerer(tiny_qa_dir, precision="fp8")
+
+
+def test_sentence_around_marks_the_answer():
+    ctx = "First sentence. The answer is here today! Last one."
+    s = ctx.index("here")
+    assert sentence_around(ctx, s, s + 4) == "The answer is **here** today!"
+
+
+def test_cli_qa_json(tiny_qa_dir, capsys):
+    from bertforge.cli import main
+
+    rc = main(["qa", "Where?", "Who?", "--context", "Alice lives in Paris.", "--model", str(tiny_qa_dir),
+               "--json", "--top-k", "2"])
+    assert rc == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["question"] for x in lines] == ["Where?", "Who?"]
+    for x in lines:
+        for a in x["answers"]:
+            assert "Alice lives in Paris."[a["start"]:a["end"]] == a["text"]
+    assert main(["qa", "Where?", "--context", "", "--model", str(tiny_qa_dir)]) == 2  # clear error, no traceback
