@@ -5,9 +5,11 @@
 2. **Instances** (`create_nsp_instances`, D8), as Google's `create_pretraining_data.py`: walk a document,
    gather sentences until a target length (max_seq_length - 3, or with probability `short_seq_prob` a
    random length in [2, max]), cut the chunk at a random sentence into A and B; with probability 1/2
-   (always, if the chunk has one sentence) B is replaced by a random stretch of *another* document
-   (NotNext) and the sentences of the chunk it displaced are put back to be used next; the pair is then
-   truncated to fit, one token at a time from the longer side, front or back at random.
+   B is replaced by a random stretch of *another* document (NotNext) and the sentences of the chunk it
+   displaced are put back to be used next; the pair is then truncated to fit, one token at a time from
+   the longer side, front or back at random. One deliberate difference: Google makes every chunk of a
+   single segment NotNext, which skews the labels to 55-58% NotNext (measured on synthetic documents);
+   we give such a chunk its own coin too, and its IsNext pair is the segment cut in two at a random token.
    `pack_sentences` is the no-NSP mode (RoBERTa's DOC-SENTENCES): each row is [CLS] + as many contiguous
    sentences of one document as fit + [SEP].
 3. **Shards** (`build_pretraining_data`): documents are read as a stream, in groups of `docs_per_group`
@@ -134,8 +136,8 @@ def create_nsp_instances(documents: Sequence[Sequence[Sequence[int]]], max_seq_l
                 a_end = rng.randint(1, len(chunk) - 1) if len(chunk) >= 2 else 1
                 tokens_a = [t for s in chunk[:a_end] for t in s]
                 tokens_b: list[int] = []
-                if len(chunk) == 1 or rng.random() < 0.5:
-                    is_random_next = True
+                is_random_next = rng.random() < 0.5 or len(tokens_a) < 2
+                if is_random_next:
                     # Another document, never this one (Google tries 10 times and may fail; we do not).
                     other = rng.randint(0, len(documents) - 2)
                     other = other + 1 if other >= doc_index else other
@@ -145,8 +147,10 @@ def create_nsp_instances(documents: Sequence[Sequence[Sequence[int]]], max_seq_l
                         if len(tokens_b) >= target - len(tokens_a):
                             break
                     i -= len(chunk) - a_end  # put the unused segments back
+                elif len(chunk) == 1:  # one segment: IsNext = its two halves, cut at a random token
+                    cut = rng.randint(1, len(tokens_a) - 1)
+                    tokens_a, tokens_b = tokens_a[:cut], tokens_a[cut:]
                 else:
-                    is_random_next = False
                     tokens_b = [t for s in chunk[a_end:] for t in s]
                 truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
                 instances.append(Instance(tokens_a, tokens_b, is_random_next))
