@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "bertforge.commands.embed",
     "bertforge.commands.qa",
     "bertforge.commands.pretrain",
+    "bertforge.commands.translate",
 ]
 
 

@@ -396,7 +396,7 @@ class Trainer:
         if self.save_hook is not None:  # e.g. the tokenizer beside the weights (D5)
             self.save_hook(tmp)
         torch.save(self._state(), tmp / STATE_NAME)
-        for f in tmp.iterdir():
+        for f in (p for p in tmp.rglob("*") if p.is_file()):  # a save_hook may write sub-folders
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
         old = final.with_name(f".{final.name}.old")
