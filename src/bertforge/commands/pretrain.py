@@ -134,6 +134,8 @@ def _build_data(args, tok, out: Path, files: list[Path], eval_files):
             train_docs, eval_docs = read_documents(files), read_documents(eval_files)
         else:  # every 20th document is held out
             docs = list(read_documents(files))
+            if not docs:
+                raise ValueError(f"the corpus is empty: no non-blank line in {', '.join(map(str, files))}")
             train_docs = [d for i, d in enumerate(docs) if i % 20 != 19]
             eval_docs = [d for i, d in enumerate(docs) if i % 20 == 19]
             if len(eval_docs) < 2:  # a small corpus: hold out its last 2 documents (NSP needs 2)
