@@ -266,3 +266,36 @@ def test_corpus_bleu_matches_sacrebleu_and_prints_signature():
     assert "tok:13a" in result.signature and "case:mixed" in result.signature
     with pytest.raises(ValueError):
         corpus_bleu(hyps, refs[:1])
+
+
+# ---- commands ----------------------------------------------------------------------------------
+
+
+def test_translate_command_keeps_lines_aligned(tmp_path, monkeypatch, capsys):
+    import io
+
+    from bertforge.cli import main
+    from bertforge.tokenizer import SPECIAL_TOKENS, Tokenizer
+    from bertforge.translation import Translator
+
+    tok = Tokenizer(list(SPECIAL_TOKENS) + list("abcdefghij"), lowercase=True)
+    torch.manual_seed(0)
+    model = Seq2SeqTransformer(Seq2SeqConfig.preset("tiny", src_vocab_size=tok.vocab_size,
+                                                    tgt_vocab_size=tok.vocab_size, share_embeddings=True))
+    Translator(model, tok, tok).save_pretrained(tmp_path / "m")
+    monkeypatch.setattr("sys.stdin", io.StringIO("a b c\n\nd e\n"))
+    assert main(["translate", "--model", str(tmp_path / "m"), "--beam", "2"]) == 0
+    lines = capsys.readouterr().out.split("\n")
+    assert len(lines) == 4 and lines[1] == "" and lines[3] == ""  # 3 lines, the blank one kept blank
+    assert all(w in "abcdefghij" for w in " ".join(lines).split())  # output is decoded text, no [SEP]/[CLS]
+    assert main(["translate", "--model", str(tmp_path / "missing")]) == 2
+    assert main(["train-translation", "--out", str(tmp_path / "run")]) == 2  # neither --data nor --task
+
+
+@pytest.mark.slow
+def test_train_translation_copy_command_end_to_end(tmp_path, capsys):
+    from bertforge.cli import main
+
+    assert main(["train-translation", "--task", "copy", "--out", str(tmp_path / "run"), "--threads", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "beam 1: BLEU 100.00, exact match 1.000" in err and "tok:13a" in err
