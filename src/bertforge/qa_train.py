@@ -9,7 +9,6 @@ the answer plus that many random answer-less windows per question (None keeps al
 """
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -73,10 +72,11 @@ def training_features(examples: Sequence[SquadExample], tokenizer: Tokenizer, cf
     return kept
 
 
-def score_predictions(examples: Sequence[SquadExample], predictions, version_2: bool) -> dict[str, float]:
+def score_predictions(examples: Sequence[SquadExample], predictions, version_2: bool,
+                      null_threshold: float = 0.0) -> dict[str, float]:
     gold = {ex.qas_id: [a["text"] for a in ex.answers] for ex in examples}
-    if version_2:
-        return squad_v2_scores(gold, predictions.predictions, predictions.null_odds)
+    if version_2:  # the decoder already applied the threshold; the evaluator must not apply another
+        return squad_v2_scores(gold, predictions.predictions, predictions.null_odds, na_prob_thresh=null_threshold)
     return squad_v1_scores(gold, predictions.predictions)
 
 
@@ -133,7 +133,7 @@ def evaluate_squad(model_dir: str | Path, data_file: str | Path, out_dir: Option
         version_2_with_negative = any(ex.is_impossible for ex in examples)
     qa = QuestionAnswerer(model_dir, **qa_kwargs)
     predictions = qa.predict(examples, version_2_with_negative, null_threshold)
-    scores = score_predictions(examples, predictions, version_2_with_negative)
+    scores = score_predictions(examples, predictions, version_2_with_negative, null_threshold)
     scores["questions"] = len(examples)
     if out_dir is not None:
         out_dir = Path(out_dir)
