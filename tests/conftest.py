@@ -29,3 +29,15 @@ def minilm_dir() -> Path:
         return minilm_path()
     except FileNotFoundError as e:
         pytest.skip(str(e))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread for the module: on the shared 2-core machine a second OpenMP thread mostly waits
+    (a tiny model's training step measured 14x slower with 2 threads under load). Restored afterwards."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -13,6 +13,8 @@ from bertforge.config import BertConfig  # noqa: E402
 from bertforge.heads import (BertForMultipleChoice, BertForSequenceClassification,  # noqa: E402
                              BertForTokenClassification, id2label, num_labels, problem_type, set_labels)
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
             max_position_embeddings=64)
 HF_CLASSES = {

@@ -17,6 +17,9 @@ COMMAND_MODULES = [
     "bertforge.commands.qa",
     "bertforge.commands.pretrain",
     "bertforge.commands.translate",
+    "bertforge.commands.finetune",
+    "bertforge.commands.evaluate",
+    "bertforge.commands.predict",
 ]
 
 

@@ -440,19 +440,27 @@ def finetune(data: TaskData, model_path: str | Path, out_dir: str | Path,
     return FinetuneResult(best_dir, best, log, trainer.train_tokens, trainer.train_seconds)
 
 
-def load_finetuned(model_dir: str | Path) -> tuple[BertWithClassifier, Tokenizer, dict[str, Any]]:
-    """A fine-tuned folder (ours, or HF's with a vocab.txt) -> (model, tokenizer, task info)."""
+def task_info(model_dir: str | Path) -> dict[str, Any]:
+    """What a fine-tuned folder does: its finetune.json, or (an HF folder) the kind read off its architecture."""
     model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"model directory {model_dir} does not exist")
     config = BertConfig.from_json(model_dir / "config.json")
     info = json.loads((model_dir / TASK_FILE).read_text()) if (model_dir / TASK_FILE).exists() else {}
     arch = (config.extra.get("architectures") or [""])[0]
     kind = info.get("kind") or ARCHITECTURE_KIND.get(arch)
-    if kind is None:
+    if kind not in KINDS:
         raise ValueError(f"{model_dir} is not a fine-tuned classifier (architectures: {arch or 'none'}; "
                          f"expected one of {sorted(ARCHITECTURE_KIND)})")
-    info.setdefault("kind", kind)
+    info["kind"] = kind
     info.setdefault("max_length", min(512, config.max_position_embeddings))
-    return KINDS[kind].head.from_pretrained(model_dir), Tokenizer.from_pretrained(model_dir), info
+    return info
+
+
+def load_finetuned(model_dir: str | Path) -> tuple[BertWithClassifier, Tokenizer, dict[str, Any]]:
+    """A fine-tuned folder (ours, or HF's with a vocab.txt) -> (model, tokenizer, task info)."""
+    info = task_info(model_dir)
+    return KINDS[info["kind"]].head.from_pretrained(model_dir), Tokenizer.from_pretrained(model_dir), info
 
 
 def evaluate(model_dir: str | Path, examples: list, batch_size: int = 64) -> dict[str, float]:
