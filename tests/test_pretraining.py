@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import runpy
 import subprocess
 import sys
 import textwrap
@@ -147,17 +148,25 @@ def test_ddp_two_processes_equal_one_process(tmp_path):
     script = tmp_path / "ddp_step.py"
     script.write_text(DDP_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    runs = {}
-    for world, batch in ((1, 8), (2, 4)):
-        out = tmp_path / f"world{world}"
-        out.mkdir()
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(world),
-               "--master_port", str(29500 + os.getpid() % 1000 + world), str(script), str(out), str(batch)]
-        if world == 1:
-            cmd = [sys.executable, str(script), str(out), str(batch)]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        runs[world] = torch.load(out / "grads.pt", weights_only=True)
+    for world in (1, 2):
+        (tmp_path / f"world{world}").mkdir()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", str(29500 + os.getpid() % 1000), str(script), str(tmp_path / "world2"), "4"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    threads = torch.get_num_threads()
+    try:  # meanwhile, the single process with the full batch, here
+        sys_argv = sys.argv
+        sys.argv = [str(script), str(tmp_path / "world1"), "8"]
+        try:
+            runpy.run_path(str(script), run_name="__main__")
+        finally:
+            sys.argv = sys_argv
+    finally:
+        torch.set_num_threads(threads)
+        _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    runs = {w: torch.load(tmp_path / f"world{w}" / "grads.pt", weights_only=True) for w in (1, 2)}
+    assert runs[1]["world_size"] == 1
     assert runs[2]["world_size"] == 2
     assert runs[2]["loss"] == pytest.approx(runs[1]["loss"], abs=1e-6)
     for name, g in runs[1]["grads"].items():
