@@ -70,23 +70,20 @@ class ResumableLoader:
         self.epoch, self.batch_index = 0, 0  # the position: batches of `epoch` already yielded
 
     # ---- DDP: rank and world size from the process group, else torchrun's environment ----------
-    @property
-    def rank(self) -> int:
-        if self._rank is not None:
-            return self._rank
+    @staticmethod
+    def _process_group() -> tuple[int, int]:
         dist = torch.distributed
         if dist.is_available() and dist.is_initialized():
-            return dist.get_rank()
-        return int(os.environ.get("RANK", 0))
+            return dist.get_rank(), dist.get_world_size()
+        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+    @property
+    def rank(self) -> int:
+        return self._rank if self._rank is not None else self._process_group()[0]
 
     @property
     def world_size(self) -> int:
-        if self._world_size is not None:
-            return self._world_size
-        dist = torch.distributed
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_world_size()
-        return int(os.environ.get("WORLD_SIZE", 1))
+        return self._world_size if self._world_size is not None else self._process_group()[1]
 
     # ---- order -----------------------------------------------------------------------------
     def _rank_indices(self, epoch: int) -> list[int]:
