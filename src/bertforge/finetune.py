@@ -326,30 +326,37 @@ class FinetuneResult:
     log: list[dict[str, Any]]
     train_tokens: int = 0  # real (non-padding) tokens trained on
     train_seconds: float = 0.0  # wall time of training, evaluation and checkpoint writing excluded
+    train_cpu_seconds: float = 0.0  # the same span in this process's CPU time (robust on a shared machine)
 
     @property
     def tokens_per_s(self) -> float:
         return self.train_tokens / max(self.train_seconds, 1e-9)
 
+    @property
+    def tokens_per_cpu_s(self) -> float:
+        return self.train_tokens / max(self.train_cpu_seconds, 1e-9)
+
 
 class TimedTrainer(Trainer):
-    """The shared loop, also measuring training throughput alone: the wall time of `train()` minus the
-    time spent evaluating and writing checkpoints, and the real tokens (attention_mask) it trained on."""
+    """The shared loop, also measuring training throughput alone: the wall and CPU time of `train()` minus
+    the time spent evaluating and writing checkpoints, and the real tokens (attention_mask) it trained on."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.train_tokens, self.train_seconds, self._paused = 0, 0.0, 0.0
+        self.train_tokens, self.train_seconds, self.train_cpu_seconds = 0, 0.0, 0.0
+        self._paused, self._paused_cpu = 0.0, 0.0
 
     def train_step(self, micro_batches: list[dict[str, Any]]) -> dict[str, float]:
         self.train_tokens += sum(int(b["attention_mask"].sum()) for b in micro_batches)
         return super().train_step(micro_batches)
 
     def _timed(self, fn):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         try:
             return fn()
         finally:
             self._paused += time.perf_counter() - t
+            self._paused_cpu += time.process_time() - c
 
     def evaluate(self) -> bool:
         return self._timed(super().evaluate)
@@ -358,11 +365,12 @@ class TimedTrainer(Trainer):
         return self._timed(super().save_checkpoint)
 
     def train(self, until_step: Optional[int] = None) -> list[dict[str, Any]]:
-        t, paused = time.perf_counter(), self._paused
+        t, c, paused, paused_cpu = time.perf_counter(), time.process_time(), self._paused, self._paused_cpu
         try:
             return super().train(until_step)
         finally:
             self.train_seconds += time.perf_counter() - t - (self._paused - paused)
+            self.train_cpu_seconds += time.process_time() - c - (self._paused_cpu - paused_cpu)
 
 
 def _task_config(model_path: Path, data: TaskData) -> BertConfig:
@@ -437,7 +445,8 @@ def finetune(data: TaskData, model_path: str | Path, out_dir: str | Path,
     best = {k[5:]: v for k, v in best.items() if k.startswith("eval_")}
     if best_dir.is_dir():
         atomic_write_json(best_dir / TASK_FILE, {**info, "dev": best})
-    return FinetuneResult(best_dir, best, log, trainer.train_tokens, trainer.train_seconds)
+    return FinetuneResult(best_dir, best, log, trainer.train_tokens, trainer.train_seconds,
+                          trainer.train_cpu_seconds)
 
 
 def task_info(model_dir: str | Path) -> dict[str, Any]:
