@@ -38,7 +38,7 @@ from .data.glue import glue_task, read_glue
 from .data.ner import IGNORE_INDEX, TaggedSentence, encode_tagged, read_conll, tag_list, word_predictions
 from .fileio import atomic_write_json
 from .heads import (BertForMultipleChoice, BertForSequenceClassification, BertForTokenClassification,
-                    BertWithClassifier, id2label, set_labels)
+                    BertWithClassifier, id2label, label2id, set_labels)
 from .loader import ResumableLoader
 from .metrics.classification import (accuracy, classification_scores, entity_scores, multilabel_scores,
                                      pearson_spearman)
@@ -129,19 +129,21 @@ def classify_task_data(train: str | Path, dev: str | Path, problem_type: Optiona
 # Kinds: featurise, decode logits into predictions, score predictions
 # ---------------------------------------------------------------------------------------------
 
+def _problem(config: BertConfig) -> str:
+    return config.extra.get("problem_type") or "single_label_classification"
+
+
 class SequenceKind:
     head = BertForSequenceClassification
     pad_labels = False
 
     @staticmethod
     def featurize(tok: Tokenizer, examples: list[TextExample], max_length: int, config: BertConfig):
-        label2id = {v: k for k, v in id2label(config).items()}
-        kind = config.extra.get("problem_type", "single_label_classification")
-        return encode_text_examples(tok, examples, max_length, kind, label2id), None
+        return encode_text_examples(tok, examples, max_length, _problem(config), label2id(config)), None
 
     @staticmethod
     def decode(logits: list[np.ndarray], aux: Any, config: BertConfig, examples: list) -> list:
-        names, kind = id2label(config), config.extra.get("problem_type", "single_label_classification")
+        names, kind = id2label(config), _problem(config)
         if kind == "regression":
             return [float(x[0]) for x in logits]
         if kind == "multi_label_classification":
@@ -150,16 +152,15 @@ class SequenceKind:
 
     @staticmethod
     def score(pred: list, examples: list[TextExample], config: BertConfig) -> dict[str, float]:
-        kind = config.extra.get("problem_type", "single_label_classification")
-        label2id = {v: k for k, v in id2label(config).items()}
+        kind, ids = _problem(config), label2id(config)
         if kind == "regression":
             ref = [float(e.label) for e in examples]
             return {**pearson_spearman(pred, ref), "mse": float(np.mean((np.asarray(pred) - ref) ** 2))}
         if kind == "multi_label_classification":
-            return multilabel_scores(np.array([encode_label(p, kind, label2id) for p in pred]),
-                                     np.array([encode_label(e.label, kind, label2id) for e in examples]))
-        ref = [encode_label(e.label, kind, label2id) for e in examples]
-        return classification_scores([label2id[p] for p in pred], ref, len(label2id))
+            return multilabel_scores(np.array([encode_label(p, kind, ids) for p in pred]),
+                                     np.array([encode_label(e.label, kind, ids) for e in examples]))
+        ref = [encode_label(e.label, kind, ids) for e in examples]
+        return classification_scores([ids[p] for p in pred], ref, len(ids))
 
 
 class TokenKind:
@@ -168,8 +169,7 @@ class TokenKind:
 
     @staticmethod
     def featurize(tok: Tokenizer, examples: list[TaggedSentence], max_length: int, config: BertConfig):
-        label2id = {v: k for k, v in id2label(config).items()}
-        return encode_tagged(tok, examples, max_length, label2id)  # (features, word_ids)
+        return encode_tagged(tok, examples, max_length, label2id(config))  # (features, word_ids)
 
     @staticmethod
     def decode(logits: list[np.ndarray], word_ids: list, config: BertConfig, examples: list) -> list[list[str]]:

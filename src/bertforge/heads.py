@@ -109,6 +109,11 @@ def id2label(config: BertConfig) -> dict[int, str]:
     return {int(k): v for k, v in d.items()}
 
 
+def label2id(config: BertConfig) -> dict[str, int]:
+    """{label name: index}, the inverse of `id2label`."""
+    return {name: i for i, name in id2label(config).items()}
+
+
 def set_labels(config: BertConfig, labels: list[str], problem_type: Optional[str] = None) -> None:
     """Record the label names (index order) and the problem type in `config.extra`, as HF writes them.
 

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from .finetune import add_column_flags, columns, glue_dir
+from .finetune import add_column_flags, add_task_group, columns, glue_dir
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -99,9 +99,5 @@ EVALUATORS: dict[str, Callable] = {"glue": add_glue, "ner": add_ner, "choice": a
 
 
 def register(sub) -> None:
-    p = sub.add_parser("evaluate", help="score a fine-tuned model on labelled data",
-                       description=__doc__.split("\n\n")[0])
-    tasks = p.add_subparsers(dest="task", metavar="TASK")
-    tasks.required = True
-    for add in EVALUATORS.values():
-        add(tasks)
+    add_task_group(sub, "evaluate", "score a fine-tuned model on labelled data", __doc__.split("\n\n")[0],
+                   EVALUATORS)

@@ -165,10 +165,15 @@ TASK_PARSERS: dict[str, Callable] = {"glue": add_glue, "ner": add_ner, "choice":
                                      "classify": add_classify}
 
 
-def register(sub) -> None:
-    p = sub.add_parser("finetune", help="fine-tune a pre-trained model on a task",
-                       description=__doc__.split("\n\n")[0])
+def add_task_group(sub, name: str, help: str, description: str, parsers: dict[str, Callable]) -> None:
+    """`bertforge <name> <task>`: one sub-parser per entry of `parsers` (shared by evaluate)."""
+    p = sub.add_parser(name, help=help, description=description)
     tasks = p.add_subparsers(dest="task", metavar="TASK")
     tasks.required = True
-    for add in TASK_PARSERS.values():
+    for add in parsers.values():
         add(tasks)
+
+
+def register(sub) -> None:
+    add_task_group(sub, "finetune", "fine-tune a pre-trained model on a task", __doc__.split("\n\n")[0],
+                   TASK_PARSERS)
