@@ -286,3 +286,15 @@ def test_cli_bad_inputs_are_one_line_errors(tmp_path, capsys):
 def test_fill_mask_refuses_a_model_without_mlm_head(minilm_dir, capsys):
     assert cli(["fill-mask", "--model", str(minilm_dir), "Paris is the [MASK] of France."]) == 2
     assert "no masked-LM head" in capsys.readouterr().err
+
+
+def test_cli_pretrain_with_a_trained_vocabulary(tmp_path):
+    pytest.importorskip("tokenizers")
+    write_corpus(tmp_path / "c.txt")
+    args = pretrain_args(tmp_path, "--max-steps", "1")
+    i = args.index("--vocab")
+    args[i:i + 2] = ["--train-vocab", "120"]
+    assert cli(args) == 0
+    vocab = (tmp_path / "run" / "model" / "vocab.txt").read_text().split()
+    assert len(vocab) <= 120 and {"[CLS]", "[MASK]", "w1"} <= set(vocab)
+    assert json.loads((tmp_path / "run" / "model" / "config.json").read_text())["vocab_size"] == len(vocab)
