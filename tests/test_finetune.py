@@ -76,6 +76,11 @@ def test_sequence_finetune_learns_and_keeps_best(tiny_dir, tmp_path):
     transformers = pytest.importorskip("transformers")
     hf = transformers.BertForSequenceClassification.from_pretrained(str(best))
     assert hf.config.id2label == {0: "neg", 1: "pos"}
+    # and back: an HF-saved folder (no finetune.json; the kind is read off its architecture) predicts the same
+    hf.save_pretrained(str(tmp_path / "hf"))
+    shutil.copy(best / "vocab.txt", tmp_path / "hf" / "vocab.txt")
+    assert ft.task_info(tmp_path / "hf")["kind"] == "sequence"
+    assert ft.predict(tmp_path / "hf", data.dev) == ft.predict(best, data.dev)
 
 
 def test_regression_and_multilabel_kinds(tiny_dir, tmp_path):
