@@ -239,10 +239,13 @@ class WordPiece:
     def split(self, word: str) -> tuple[tuple[str, ...], tuple[int, ...], tuple[tuple[int, int], ...]]:
         """-> (pieces, ids, char ranges [a, b) of `word`); [UNK] covers the whole word."""
         n = len(word)
-        unk = ((self.unk_token,), (self.unk_id,), ((0, n),))
         if n > self.max_input_chars_per_word:
-            return unk
-        vocab, pieces, ids, ranges = self.vocab, [], [], []
+            return (self.unk_token,), (self.unk_id,), ((0, n),)
+        vocab = self.vocab
+        i = vocab.get(word)
+        if i is not None:  # most words are whole vocabulary entries
+            return (word,), (i,), ((0, n),)
+        pieces, ids, ranges = [], [], []
         start = 0
         while start < n:
             end = min(n, start + self._longest)
@@ -252,8 +255,8 @@ class WordPiece:
                 if i is not None:
                     break
                 end -= 1
-            else:
-                return unk  # no piece matches at `start`: the whole word is unknown
+            else:  # no piece matches at `start`: the whole word is unknown
+                return (self.unk_token,), (self.unk_id,), ((0, n),)
             pieces.append(piece)
             ids.append(i)
             ranges.append((start, end))
@@ -500,6 +503,10 @@ class Tokenizer:
         ids: list[int] = []
         spans: list[tuple[int, int]] = []
         wids: list[int] = []
+        if chunk.isalnum() and chunk.isascii():  # one plain word, the most common miss
+            word = chunk.lower() if self._lowercase else chunk
+            p_toks, p_ids, ranges = self._pieces[word]
+            return p_toks, p_ids, ranges, (0,) * len(p_ids), 1
         words = self._basic.split_chunk(chunk)
         for w, (word, starts, ends, base, special) in enumerate(words):
             if special:
@@ -625,17 +632,21 @@ class Tokenizer:
         return _cut(a, max(0, len_a - cut_a)), _cut(b, max(0, len_b - cut_b))
 
     def _assemble(self, a: _Seq, b: Union[_Seq, None], add_special: bool) -> Encoding:
+        """[CLS] a [SEP] (b [SEP]); the lists of `a` are fresh (from _sequence/_cut) and are reused."""
         toks, ids, offsets, word_ids = a
         n = len(ids)
+        seq_ids: list = [0] * n
         if add_special:
-            cls, sep = self.cls_token_id, self.sep_token_id
-            toks = ["[CLS]", *toks, "[SEP]"]
-            ids = [cls, *ids, sep]
-            offsets = [(0, 0), *offsets, (0, 0)]
-            word_ids = [None, *word_ids, None]
-            seq_ids: list = [None, *([0] * n), None]
-        else:
-            toks, ids, offsets, word_ids, seq_ids = list(toks), list(ids), list(offsets), list(word_ids), [0] * n
+            toks.insert(0, "[CLS]")
+            ids.insert(0, self.cls_token_id)
+            offsets.insert(0, (0, 0))
+            word_ids.insert(0, None)
+            seq_ids.insert(0, None)
+            toks.append("[SEP]")
+            ids.append(self.sep_token_id)
+            offsets.append((0, 0))
+            word_ids.append(None)
+            seq_ids.append(None)
         type_ids = [0] * len(ids)
         if b is not None:
             m = len(b[1])

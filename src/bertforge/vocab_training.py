@@ -7,7 +7,8 @@ load the result with `Tokenizer.from_vocab(out_path, lowercase=...)`.
 
 The file lists the special tokens first, in the order given (by default [PAD]=0, [UNK]=1, [CLS]=2,
 [SEP]=3, [MASK]=4; bert-base-uncased instead has [PAD]=0, [UNK]=100, ... after 99 [unused] slots),
-then the alphabet and the learned pieces.
+then the alphabet and the learned pieces. The trainer breaks ties between equally frequent pairs in
+hash order, so two runs on the same text can differ in a few low-frequency pieces: keep the file.
 """
 from __future__ import annotations
 
@@ -44,11 +45,14 @@ def _texts(files_or_iterator: Union[PathLike, Sequence[PathLike], Iterable[str]]
 
 def train_vocab(files_or_iterator: Union[PathLike, Sequence[PathLike], Iterable[str]], vocab_size: int,
                 out_path: PathLike, lowercase: bool = True, min_frequency: int = 2,
-                special_tokens: Sequence[str] = SPECIAL_TOKENS, limit_alphabet: int = 1000,
+                special_tokens: Sequence[str] = SPECIAL_TOKENS, limit_alphabet: Union[int, None] = None,
                 show_progress: bool = False) -> Path:
     """Learn a WordPiece vocabulary of at most `vocab_size` entries and write it (atomically) to
     `out_path`, one token per line. Returns `out_path`. The vocabulary may be smaller when the text
-    has too few distinct pieces. `special_tokens` must include [PAD] [UNK] [CLS] [SEP] [MASK]."""
+    has too few distinct pieces. `special_tokens` must include [PAD] [UNK] [CLS] [SEP] [MASK].
+    `limit_alphabet` caps the single characters kept (each may also get a `##` twin); by default
+    min(1000, a quarter of the room left after the special tokens), so the alphabet cannot crowd
+    out the learned pieces or push the vocabulary past `vocab_size` (which raises ValueError)."""
     from tokenizers import Tokenizer as _RustTokenizer
     from tokenizers import models, pre_tokenizers, trainers
 
@@ -62,6 +66,9 @@ def train_vocab(files_or_iterator: Union[PathLike, Sequence[PathLike], Iterable[
                          f"got {vocab_size!r}")
     if not isinstance(min_frequency, int) or min_frequency < 0:
         raise ValueError(f"min_frequency must be a non-negative int, got {min_frequency!r}")
+
+    if limit_alphabet is None:
+        limit_alphabet = min(1000, max(1, (vocab_size - len(special_tokens)) // 4))
 
     basic = BasicTokenizer(lowercase=lowercase, never_split=special_tokens)
     skip = set(special_tokens)
@@ -80,6 +87,9 @@ def train_vocab(files_or_iterator: Union[PathLike, Sequence[PathLike], Iterable[
     tokens = [t for t, _ in by_id]
     if [i for _, i in by_id] != list(range(len(tokens))) or tokens[:len(special_tokens)] != special_tokens:
         raise RuntimeError("the trainer returned an unexpected vocabulary layout")
+    if len(tokens) > vocab_size:
+        raise ValueError(f"the alphabet alone gives {len(tokens)} entries > vocab_size={vocab_size}: "
+                         f"lower limit_alphabet (now {limit_alphabet}) or raise vocab_size")
     Tokenizer(tokens, lowercase=lowercase, source=str(out_path))  # validates: no blanks, no duplicates
     atomic_write_text(out_path, "".join(t + "\n" for t in tokens))
     return Path(out_path)
