@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Callable
 
+from .qa import add_evaluate_squad
+
 from .finetune import add_column_flags, add_task_group, columns, glue_dir
 
 
@@ -96,6 +98,8 @@ def add_classify(tasks) -> None:
 
 EVALUATORS: dict[str, Callable] = {"glue": add_glue, "ner": add_ner, "choice": add_choice,
                                    "classify": add_classify}
+
+EVALUATORS["squad"] = add_evaluate_squad  # extractive QA lives in commands/qa.py
 
 
 def register(sub) -> None:

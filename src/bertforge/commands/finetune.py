@@ -19,6 +19,8 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from .qa import add_finetune_squad
+
 DEFAULT_GLUE = "$BERTFORGE_DATA/glue"
 
 
@@ -163,6 +165,8 @@ def add_classify(tasks) -> None:
 
 TASK_PARSERS: dict[str, Callable] = {"glue": add_glue, "ner": add_ner, "choice": add_choice,
                                      "classify": add_classify}
+
+TASK_PARSERS["squad"] = add_finetune_squad  # extractive QA lives in commands/qa.py
 
 
 def add_task_group(sub, name: str, help: str, description: str, parsers: dict[str, Callable]) -> None:

@@ -77,3 +77,82 @@ def run(args: argparse.Namespace) -> int:
             print(f"   {rank}. {a.text!r}  p={a.probability:.3f}  chars {a.start}-{a.end}")
             print(f"      {a.sentence}")
     return 0
+
+
+def add_window_flags(p: argparse.ArgumentParser) -> None:
+    """D6: the flags say what they mean (window_overlap = tokens shared by consecutive windows)."""
+    p.add_argument("--max-seq-length", type=int, default=384)
+    p.add_argument("--max-query-length", type=int, default=64)
+    p.add_argument("--window-overlap", type=int, default=128)
+
+
+def add_finetune_squad(tasks) -> None:
+    """`bertforge finetune squad --model PATH --train FILE... [--dev FILE] --out DIR`."""
+    p = tasks.add_parser("squad", help="extractive QA on SQuAD-format JSON (v1.1, v2.0, COVID-QA)")
+    p.add_argument("--model", type=Path, required=True, help="a BERT directory (QA head initialised if absent)")
+    p.add_argument("--train", type=Path, nargs="+", required=True, help="SQuAD-format training file(s)")
+    p.add_argument("--dev", type=Path, default=None, help="dev file: best checkpoint by F1 (optional)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--epochs", type=float, default=2.0)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
+    p.add_argument("--negatives-per-question", type=int, default=1,
+                   help="answer-less windows kept per question (-1: all, as HF)")
+    p.add_argument("--eval-every", type=int, default=None, help="steps between dev evaluations")
+    p.add_argument("--version-2-with-negative", action="store_true", help="SQuAD 2.0 (unanswerable questions)")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--threads", type=int, default=None)
+    add_window_flags(p)
+
+    def run(a: argparse.Namespace) -> int:
+        import torch
+
+        from ..qa_train import QATrainConfig, finetune_squad
+
+        if a.threads:
+            torch.set_num_threads(a.threads)
+        cfg = QATrainConfig(max_seq_length=a.max_seq_length, max_query_length=a.max_query_length,
+                            window_overlap=a.window_overlap, epochs=a.epochs, max_steps=a.max_steps, lr=a.lr,
+                            batch_size=a.batch_size, seed=a.seed, precision=a.precision,
+                            negatives_per_question=None if a.negatives_per_question < 0 else a.negatives_per_question,
+                            eval_every=a.eval_every, version_2_with_negative=a.version_2_with_negative,
+                            resume=a.resume)
+        finetune_squad(a.model, a.train, a.dev, a.out, cfg)
+        print(f"saved the fine-tuned model to {a.out}")
+        return 0
+
+    p.set_defaults(func=run)
+
+
+def add_evaluate_squad(tasks) -> None:
+    """`bertforge evaluate squad --model DIR --data FILE [--out DIR]`: EM/F1 JSON + predictions files."""
+    p = tasks.add_parser("squad", help="EM/F1 (SQuAD v1.1, or v2.0 with HasAns/NoAns) of a QA model")
+    p.add_argument("--model", type=Path, default=None, help="QA model directory (default: shipped model)")
+    p.add_argument("--data", type=Path, required=True, help="SQuAD-format JSON")
+    p.add_argument("--out", type=Path, default=None, help="write predictions.json, nbest_predictions.json, "
+                   "results.json here")
+    p.add_argument("--null-threshold", type=float, default=0.0, help="SQuAD 2.0: predict no answer when "
+                   "null score - best span score > this")
+    p.add_argument("--threads", type=int, default=None)
+    add_window_flags(p)
+    add_inference_flags(p)
+
+    def run(a: argparse.Namespace) -> int:
+        import torch
+
+        from ..qa import DEFAULT_MODEL
+        from ..qa_train import evaluate_squad
+
+        if a.threads:
+            torch.set_num_threads(a.threads)
+        scores = evaluate_squad(a.model or DEFAULT_MODEL, a.data, a.out, null_threshold=a.null_threshold,
+                                device=a.device, precision=a.precision, batch_size=a.batch_size,
+                                max_seq_length=a.max_seq_length, max_query_length=a.max_query_length,
+                                window_overlap=a.window_overlap)
+        print(json.dumps(scores, indent=2))
+        return 0
+
+    p.set_defaults(func=run)
