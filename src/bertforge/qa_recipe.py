@@ -59,8 +59,8 @@ MODEL_CARD = """# qa-minilm: bertforge's shipped extractive QA model
 
 | evaluation set | questions | EM | F1 |
 | --- | --- | --- | --- |
-| XQuAD-en (held-out SQuAD paragraphs) | {xquad[questions]} | {xquad[exact]:.2f} | {xquad[f1]:.2f} |
-| COVID-QA dev (held-out documents) | {covid[questions]} | {covid[exact]:.2f} | {covid[f1]:.2f} |
+| XQuAD-en (held-out SQuAD paragraphs) | {xquad[questions]} | {xquad[exact_match]:.2f} | {xquad[f1]:.2f} |
+| COVID-QA dev (held-out documents) | {covid[questions]} | {covid[exact_match]:.2f} | {covid[f1]:.2f} |
 
 Scores are of the shipped fp16 weights, recomputed by `tests/test_qa_model.py` (slow).
 

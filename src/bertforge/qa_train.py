@@ -103,7 +103,7 @@ def finetune_squad(model_path: str | Path, train_files: Sequence[str | Path], de
                               precision="bf16" if cfg.precision == "bf16" else "fp32")
         scores = score_predictions(dev_examples, qa.predict(dev_examples, cfg.version_2_with_negative),
                                    cfg.version_2_with_negative)
-        return {"exact": scores["exact"], "f1": scores["f1"]}
+        return {"exact": scores.get("exact_match", scores.get("exact")), "f1": scores["f1"]}
 
     tc = TrainConfig(out_dir=str(out_dir / "run"), epochs=cfg.epochs, max_steps=cfg.max_steps, lr=cfg.lr,
                      warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay, precision=cfg.precision,

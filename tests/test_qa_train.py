@@ -1,0 +1,106 @@
+"""QA fine-tuning and evaluation: the commands end to end (fast, tiny model) and real learning (slow)."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from bertforge.config import BertConfig
+from bertforge.heads import BertForQuestionAnswering
+from conftest import require_data
+
+
+def _squad_file(path, n_paragraphs=6):
+    """A small SQuAD-format file whose answers are easy to find (a name after 'called')."""
+    names = ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi"]
+    data = []
+    for i in range(n_paragraphs):
+        name = names[i % len(names)]
+        context = f"The farmer in village {i} owned a dog called {name}. It liked to run in the fields."
+        data.append({"title": f"t{i}", "paragraphs": [{"context": context, "qas": [
+            {"id": f"q{i}", "question": "What was the dog called?",
+             "answers": [{"text": name, "answer_start": context.index(name)}]}]}]})
+    path.write_text(json.dumps({"version": "1.1", "data": data}))
+    return path
+
+
+def test_finetune_and_evaluate_commands_end_to_end(tmp_path, minilm_dir):
+    from bertforge.cli import main
+
+    base = tmp_path / "base"
+    BertForQuestionAnswering(BertConfig.preset("tiny", max_position_embeddings=512)).bert.save_pretrained(base)
+    shutil.copy(minilm_dir / "vocab.txt", base / "vocab.txt")
+    train = _squad_file(tmp_path / "train.json")
+    rc = main(["finetune", "squad", "--model", str(base), "--train", str(train), "--dev", str(train),
+               "--out", str(tmp_path / "qa"), "--max-steps", "2", "--batch-size", "4", "--precision", "fp32",
+               "--max-seq-length", "64", "--max-query-length", "16", "--window-overlap", "8"])
+    assert rc == 0
+    for f in ("config.json", "model.safetensors", "vocab.txt", "qa_train_config.json"):
+        assert (tmp_path / "qa" / f).exists(), f
+    assert (tmp_path / "qa" / "run" / "metrics.jsonl").exists()
+    rc = main(["evaluate", "squad", "--model", str(tmp_path / "qa"), "--data", str(train),
+               "--out", str(tmp_path / "eval"), "--max-seq-length", "64", "--max-query-length", "16",
+               "--window-overlap", "8"])
+    assert rc == 0
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    predictions = json.loads((tmp_path / "eval" / "predictions.json").read_text())
+    nbest = json.loads((tmp_path / "eval" / "nbest_predictions.json").read_text())
+    assert results["questions"] == 6 and set(predictions) == {f"q{i}" for i in range(6)}
+    assert 0 <= results["f1"] <= 100 and all(len(v) >= 1 for v in nbest.values())
+
+
+def test_training_features_keep_answers_and_subsample_negatives(minilm_dir):
+    from bertforge.data.squad import SquadExample
+    from bertforge.qa_train import QATrainConfig, training_features
+    from bertforge.tokenizer import Tokenizer
+
+    tok = Tokenizer.from_pretrained(minilm_dir)
+    context = " ".join(f"Filler sentence number {i}." for i in range(200)) + " The key is hidden under the mat."
+    ex = SquadExample("q", "Where is the key?", context,
+                      [{"text": "under the mat", "answer_start": context.index("under the mat")}])
+    cfg = QATrainConfig(max_seq_length=64, max_query_length=16, window_overlap=16, negatives_per_question=2)
+    feats = training_features([ex], tok, cfg)
+    positives = [f for f in feats if f.start_position != 0]
+    assert len(positives) >= 1 and len(feats) == len(positives) + 2
+    all_feats = training_features([ex], tok, QATrainConfig(max_seq_length=64, max_query_length=16,
+                                                           window_overlap=16, negatives_per_question=None))
+    assert len(all_feats) > len(feats)
+
+
+@pytest.mark.slow
+def test_small_finetune_raises_f1_well_above_untrained(tmp_path, minilm_dir):
+    """300 SQuAD questions (not XQuAD paragraphs), one epoch: F1 on 150 XQuAD-en questions goes from
+    near zero (random head) to well above it."""
+    from bertforge.qa_recipe import build_split
+    from bertforge.qa_train import QATrainConfig, evaluate_squad, finetune_squad
+
+    data = require_data()
+    build_split(data, tmp_path / "split.json")
+    split = json.loads((tmp_path / "split.json").read_text())
+    small, count = [], 0
+    for article in split["data"]:
+        for p in article["paragraphs"]:
+            if count < 300:
+                small.append({"title": article["title"], "paragraphs": [p]})
+                count += len(p["qas"])
+    (tmp_path / "small.json").write_text(json.dumps({"version": "1.1", "data": small}))
+    xquad = json.loads((data / "xquad" / "xquad.en.json").read_text())
+    evalset, count = [], 0
+    for article in xquad["data"]:
+        for p in article["paragraphs"]:
+            if count < 150:
+                evalset.append({"title": article["title"], "paragraphs": [p]})
+                count += len(p["qas"])
+    (tmp_path / "eval.json").write_text(json.dumps({"version": "1.1", "data": evalset}))
+
+    torch.manual_seed(0)
+    untrained = tmp_path / "untrained"
+    BertForQuestionAnswering.from_pretrained(minilm_dir).save_pretrained(untrained)
+    shutil.copy(minilm_dir / "vocab.txt", untrained / "vocab.txt")
+    before = evaluate_squad(untrained, tmp_path / "eval.json")
+    finetune_squad(minilm_dir, [tmp_path / "small.json"], None, tmp_path / "qa",
+                   QATrainConfig(epochs=2, lr=1e-4, batch_size=16, precision="bf16", save_every=1000))
+    after = evaluate_squad(tmp_path / "qa", tmp_path / "eval.json")
+    assert after["f1"] > before["f1"] + 20, (before, after)
