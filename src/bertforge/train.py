@@ -460,26 +460,39 @@ class Trainer:
         logger.info("resumed from %s at step %d", path, self.step)
 
     def _plot(self) -> None:
-        """loss.png: training loss (and eval metrics, on a second axis) against steps."""
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plot_metrics(self.out_dir / "metrics.jsonl", self.out_dir / "loss.png")
 
-        from .fileio import atomic_path
 
-        records = [json.loads(line) for line in (self.out_dir / "metrics.jsonl").read_text().splitlines()
-                   if line.strip()] if (self.out_dir / "metrics.jsonl").exists() else []
-        train = [(r["step"], r["loss"]) for r in records if "loss" in r]
-        if not train:
-            return
-        fig, ax = plt.subplots(figsize=(7, 4))
-        ax.plot(*zip(*train), label="train loss")
-        for key in sorted({k for r in records for k in r if k.startswith("eval_") and "loss" in k}):
+def plot_metrics(metrics_path: str | Path, png_path: str | Path) -> None:
+    """Curves of a metrics.jsonl: losses (train, eval_*loss*) on the left; other eval metrics (accuracy,
+    F1, ...; not perplexity) on the right when there are any. Written atomically."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .fileio import atomic_path
+
+    path = Path(metrics_path)
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    train = [(r["step"], r["loss"]) for r in records if "loss" in r]
+    if not train:
+        return
+    keys = sorted({k for r in records for k in r if k.startswith("eval_")})
+    others = [k for k in keys if "loss" not in k and "perplexity" not in k]
+    fig, axes = plt.subplots(1, 2 if others else 1, figsize=(12 if others else 7, 4), squeeze=False)
+    ax = axes[0, 0]
+    ax.plot(*zip(*train), label="train loss")
+    for key in (k for k in keys if "loss" in k):
+        ax.plot(*zip(*[(r["step"], r[key]) for r in records if key in r]), "o-", label=key)
+    ax.set_xlabel("step"), ax.set_ylabel("loss"), ax.legend(), ax.grid(alpha=0.3)
+    if others:
+        ax = axes[0, 1]
+        for key in others:
             ax.plot(*zip(*[(r["step"], r[key]) for r in records if key in r]), "o-", label=key)
-        ax.set_xlabel("step"), ax.set_ylabel("loss"), ax.legend(), ax.grid(alpha=0.3)
-        with atomic_path(self.out_dir / "loss.png") as tmp:
-            fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-        plt.close(fig)
+        ax.set_xlabel("step"), ax.set_ylabel("held-out metric"), ax.legend(), ax.grid(alpha=0.3)
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
 
 
 def _num_examples(batch: dict[str, Any]) -> int:
