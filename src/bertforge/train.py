@@ -35,6 +35,10 @@ The contract:
 - DDP: launch with `torchrun --nproc_per_node=N script.py`; the Trainer joins the process group (gloo on
   CPU, nccl on GPU), wraps the model, and only rank 0 logs and writes. Batch size is per process.
 - A non-finite loss raises `NonFiniteLossError` before the optimiser step (the last checkpoint is intact).
+- `Trainer.__init__` seeds python, numpy and torch with `config.seed` (dropout); build the model before.
+- Pieces for custom loops: `train(until_step=k)` stops early (time-sliced jobs), `train_step(micro_batches)`
+  does one optimiser step, `forward_backward(micro_batches)` only accumulates gradients, `evaluate()`,
+  `save_checkpoint()`, `resume(path)`; `param_groups(model, wd)`, `plot_metrics(jsonl, png)`, `unwrap(model)`.
 """
 from __future__ import annotations
 
