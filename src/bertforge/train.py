@@ -47,7 +47,6 @@ import logging
 import math
 import os
 import random
-import re
 import shutil
 import time
 from contextlib import nullcontext
@@ -60,11 +59,14 @@ import torch
 from torch import nn
 
 from .schedules import SCHEDULES, make_scheduler
+from .train_state import (STATE_NAME, list_checkpoints, load_model, plot_metrics, rng_state, save_model,
+                          set_rng_state)
+
+__all__ = ["TrainConfig", "Trainer", "NonFiniteLossError", "param_groups", "unwrap", "list_checkpoints",
+           "plot_metrics", "STATE_NAME"]
 
 logger = logging.getLogger("bertforge")
 
-STATE_NAME = "trainer_state.pt"
-_CKPT = re.compile(r"^checkpoint-(\d+)$")
 
 
 class NonFiniteLossError(ValueError):
@@ -126,59 +128,6 @@ def unwrap(model: nn.Module) -> nn.Module:
     while hasattr(model, "module") or hasattr(model, "_orig_mod"):
         model = getattr(model, "module", None) or model._orig_mod
     return model
-
-
-def list_checkpoints(out_dir: str | Path) -> list[Path]:
-    """Complete step checkpoints in `out_dir`, oldest first."""
-    out_dir = Path(out_dir)
-    if not out_dir.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in out_dir.iterdir() if (m := _CKPT.match(p.name)) and p.is_dir()]
-    return [p for _, p in sorted(found)]
-
-
-def save_model(model: nn.Module, path: Path) -> None:
-    """bertforge models: `save_pretrained` (HF layout); others: safetensors of the state dict."""
-    if hasattr(model, "save_pretrained"):
-        model.save_pretrained(path)
-    else:
-        from safetensors.torch import save_model as st_save
-        st_save(model, str(path / "model.safetensors"))
-
-
-def load_model(model: nn.Module, path: Path) -> None:
-    from .bert import BertPreTrainedModel
-    from .checkpoint import load_state_into, read_state_dict
-
-    if isinstance(model, BertPreTrainedModel):
-        load_state_into(model, read_state_dict(path))
-    else:
-        from safetensors.torch import load_model as st_load
-        try:
-            st_load(model, str(path / "model.safetensors"))
-        except Exception as e:  # noqa: BLE001 - any failure here is a bad checkpoint
-            raise ValueError(f"cannot load model weights from {path}: {e}") from None
-
-
-def _rng_state() -> dict[str, Any]:
-    """Python, numpy and torch RNG states as tensors and ints (loadable with weights_only=True)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    version, internal, _ = random.getstate()
-    state = {"python": torch.tensor(internal, dtype=torch.int64), "python_version": version,
-             "numpy": torch.from_numpy(keys.astype(np.int64)), "numpy_pos": [int(pos), int(has_gauss), float(gauss)],
-             "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate((state["python_version"], tuple(state["python"].tolist()), None))
-    pos, has_gauss, gauss = state["numpy_pos"]
-    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), pos, has_gauss, gauss))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class Trainer:
@@ -387,7 +336,7 @@ class Trainer:
     def _state(self) -> dict[str, Any]:
         loader_state = self.loader.state_dict() if hasattr(self.loader, "state_dict") else None
         return {"step": self.step, "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "loader": loader_state, "rng": _rng_state(),
+                "scheduler": self.scheduler.state_dict(), "loader": loader_state, "rng": rng_state(),
                 "best_metric": self.best_metric, "evals_without_improvement": self.evals_without_improvement,
                 "config": asdict(self.config), "world_size": self.world_size}
 
@@ -416,7 +365,7 @@ class Trainer:
         if self.world_size > 1:  # each rank's RNG (dropout) state, so a DDP resume is exact too
             torch.distributed.barrier()
             if not self.is_main:
-                torch.save(_rng_state(), self.out_dir / f"rng-rank{self.rank}-{self.step}.pt")
+                torch.save(rng_state(), self.out_dir / f"rng-rank{self.rank}-{self.step}.pt")
             torch.distributed.barrier()
         if not self.is_main:
             return None
@@ -460,43 +409,11 @@ class Trainer:
         else:
             logger.warning("resume: the loader's position was not restored (use bertforge.loader.ResumableLoader)")
         rng = state["rng"] if self.rank == 0 else torch.load(path / f"rng-rank{self.rank}.pt", weights_only=True)
-        _set_rng_state(rng)
+        set_rng_state(rng)
         logger.info("resumed from %s at step %d", path, self.step)
 
     def _plot(self) -> None:
         plot_metrics(self.out_dir / "metrics.jsonl", self.out_dir / "loss.png")
-
-
-def plot_metrics(metrics_path: str | Path, png_path: str | Path) -> None:
-    """Curves of a metrics.jsonl: losses (train, eval_*loss*) on the left; other eval metrics (accuracy,
-    F1, ...; not perplexity) on the right when there are any. Written atomically."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .fileio import atomic_path
-
-    path = Path(metrics_path)
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-    train = [(r["step"], r["loss"]) for r in records if "loss" in r]
-    if not train:
-        return
-    keys = sorted({k for r in records for k in r if k.startswith("eval_")})
-    others = [k for k in keys if "loss" not in k and "perplexity" not in k]
-    fig, axes = plt.subplots(1, 2 if others else 1, figsize=(12 if others else 7, 4), squeeze=False)
-    ax = axes[0, 0]
-    ax.plot(*zip(*train), label="train loss")
-    for key in (k for k in keys if "loss" in k):
-        ax.plot(*zip(*[(r["step"], r[key]) for r in records if key in r]), "o-", label=key)
-    ax.set_xlabel("step"), ax.set_ylabel("loss"), ax.legend(), ax.grid(alpha=0.3)
-    if others:
-        ax = axes[0, 1]
-        for key in others:
-            ax.plot(*zip(*[(r["step"], r[key]) for r in records if key in r]), "o-", label=key)
-        ax.set_xlabel("step"), ax.set_ylabel("held-out metric"), ax.legend(), ax.grid(alpha=0.3)
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
 
 
 def _num_examples(batch: dict[str, Any]) -> int:
