@@ -69,6 +69,17 @@ def test_training_features_keep_answers_and_subsample_negatives(minilm_dir):
     assert len(all_feats) > len(feats)
 
 
+def _first_questions(src, n, dst):
+    """Write the first paragraphs of SQuAD file `src` holding about `n` questions to `dst`."""
+    articles, count = [], 0
+    for article in json.loads(src.read_text())["data"]:
+        for p in article["paragraphs"]:
+            if count < n:
+                articles.append({"title": article["title"], "paragraphs": [p]})
+                count += len(p["qas"])
+    dst.write_text(json.dumps({"version": "1.1", "data": articles}))
+
+
 @pytest.mark.slow
 def test_small_finetune_raises_f1_well_above_untrained(tmp_path, minilm_dir):
     """300 SQuAD questions (not XQuAD paragraphs), one epoch: F1 on 150 XQuAD-en questions goes from
@@ -78,22 +89,8 @@ def test_small_finetune_raises_f1_well_above_untrained(tmp_path, minilm_dir):
 
     data = require_data()
     build_split(data, tmp_path / "split.json")
-    split = json.loads((tmp_path / "split.json").read_text())
-    small, count = [], 0
-    for article in split["data"]:
-        for p in article["paragraphs"]:
-            if count < 300:
-                small.append({"title": article["title"], "paragraphs": [p]})
-                count += len(p["qas"])
-    (tmp_path / "small.json").write_text(json.dumps({"version": "1.1", "data": small}))
-    xquad = json.loads((data / "xquad" / "xquad.en.json").read_text())
-    evalset, count = [], 0
-    for article in xquad["data"]:
-        for p in article["paragraphs"]:
-            if count < 150:
-                evalset.append({"title": article["title"], "paragraphs": [p]})
-                count += len(p["qas"])
-    (tmp_path / "eval.json").write_text(json.dumps({"version": "1.1", "data": evalset}))
+    _first_questions(tmp_path / "split.json", 300, tmp_path / "small.json")
+    _first_questions(data / "xquad" / "xquad.en.json", 150, tmp_path / "eval.json")
 
     torch.manual_seed(0)
     untrained = tmp_path / "untrained"
