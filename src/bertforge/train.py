@@ -62,7 +62,7 @@ from .schedules import SCHEDULES, make_scheduler
 from .train_state import (STATE_NAME, list_checkpoints, load_model, plot_metrics, rng_state, save_model,
                           set_rng_state)
 
-__all__ = ["TrainConfig", "Trainer", "NonFiniteLossError", "param_groups", "unwrap", "list_checkpoints",
+__all__ = ["TrainConfig", "Trainer", "NonFiniteLossError", "init_distributed", "param_groups", "unwrap", "list_checkpoints",
            "plot_metrics", "STATE_NAME"]
 
 logger = logging.getLogger("bertforge")
@@ -116,6 +116,20 @@ class TrainConfig:
             raise ValueError(f"keep_last must be >= 1, got {self.keep_last}")
 
 
+def init_distributed() -> tuple[int, int]:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1): gloo on CPU, nccl on GPU.
+
+    Returns (rank, world_size); (0, 1) in a plain process. Safe to call more than once, so a script can
+    call it first (e.g. to let rank 0 alone prepare the data) and the Trainer again.
+    """
+    dist = torch.distributed
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups: decay on matrices (weights, embeddings), none on biases and LayerNorm weights (ndim < 2)."""
     params = [p for p in model.parameters() if p.requires_grad]  # shared (tied) parameters appear once
@@ -160,12 +174,7 @@ class Trainer:
 
     # ---- setup ---------------------------------------------------------------------------------
     def _init_distributed(self) -> None:
-        dist = torch.distributed
-        want = int(os.environ.get("WORLD_SIZE", "1")) > 1
-        if want and not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-        on = dist.is_available() and dist.is_initialized()
-        self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) if on else (0, 1)
+        self.rank, self.world_size = init_distributed()
         dev = self.config.device
         if dev == "auto":
             dev = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"

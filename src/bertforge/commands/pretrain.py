@@ -162,7 +162,7 @@ def run_pretrain(args) -> int:
     from ..data.pretraining import MaskingConfig, PretrainingCollator, corpus_files
     from ..loader import ResumableLoader
     from ..pretraining import BertForMaskedLM, BertForPreTraining, evaluate_pretraining
-    from ..train import Trainer, TrainConfig
+    from ..train import Trainer, TrainConfig, init_distributed
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     if args.threads:
@@ -170,12 +170,23 @@ def run_pretrain(args) -> int:
     out = Path(args.out)
     files = corpus_files(args.corpus) if args.corpus else [default_corpus()]
     eval_files = corpus_files(args.eval_corpus) if args.eval_corpus else None
-    out.mkdir(parents=True, exist_ok=True)
-    tok = _load_tokenizer(args, out, files)
-    train_ds, eval_ds = _build_data(args, tok, out, files, eval_files)
-    tok.save_pretrained(out / "tokenizer")
-    print(f"data: {len(train_ds)} training / {len(eval_ds)} held-out instances of <= {args.max_seq_length} "
-          f"tokens ({train_ds.meta['documents']} documents), vocabulary {tok.vocab_size}")
+    rank, world_size = init_distributed()  # under torchrun: rank 0 prepares vocab and data, the others wait
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        tok = _load_tokenizer(args, out, files)
+        train_ds, eval_ds = _build_data(args, tok, out, files, eval_files)
+        tok.save_pretrained(out / "tokenizer")
+        print(f"data: {len(train_ds)} training / {len(eval_ds)} held-out instances of <= {args.max_seq_length} "
+              f"tokens ({train_ds.meta['documents']} documents), vocabulary {tok.vocab_size}"
+              + (f"; {world_size} processes" if world_size > 1 else ""))
+    if world_size > 1:
+        torch.distributed.barrier()
+        if rank > 0:
+            from ..data.pretraining import PretrainingDataset
+            from ..tokenizer import Tokenizer
+
+            tok = Tokenizer.from_pretrained(out / "tokenizer")
+            train_ds, eval_ds = PretrainingDataset(out / "data" / "train"), PretrainingDataset(out / "data" / "eval")
 
     cls = BertForMaskedLM if args.no_nsp else BertForPreTraining
     if args.init_from:
@@ -206,10 +217,11 @@ def run_pretrain(args) -> int:
                          eval_every=args.eval_every, save_every=args.save_every, keep_last=args.keep_last,
                          log_every=args.log_every, seed=args.seed, resume=args.resume,
                          progress=not args.no_progress)
-    print(f"model: {cls.__name__} {args.config if not args.init_from else args.init_from}, "
-          f"{model.num_parameters() / 1e6:.1f}M parameters")
+    if rank == 0:
+        print(f"model: {cls.__name__} {args.config if not args.init_from else args.init_from}, "
+              f"{model.num_parameters() / 1e6:.1f}M parameters")
     trainer = Trainer(model, config, loader, eval_fn=eval_fn, save_hook=tok.save_pretrained)
-    if args.resume and trainer.step >= trainer.max_steps:
+    if rank == 0 and args.resume and trainer.step >= trainer.max_steps:
         print(f"already at step {trainer.step} of {trainer.max_steps}: nothing to do (raise --max-steps)")
     log = trainer.train()
     if trainer.is_main:
