@@ -120,6 +120,11 @@ def test_build_shards_and_dataset(tmp_path, tok):
         build_pretraining_data(tmp_path / "one.txt", tok, tmp_path / "d3")
     packed = build_pretraining_data(tmp_path / "one.txt", tok, tmp_path / "d4", nsp=False)
     assert packed["instances"] == 1
+    again = build_pretraining_data(tmp_path / "c.txt", tok, tmp_path / "d4", max_seq_length=32)  # replaces shards
+    assert len(PretrainingDataset(tmp_path / "d4")) == again["instances"] > 1
+    with pytest.raises(ValueError, match="other files"):  # never wipes a folder that is not ours
+        build_pretraining_data(tmp_path / "c.txt", tok, tmp_path, max_seq_length=32)
+    assert (tmp_path / "c.txt").exists()
 
 
 def _random_sequences(tok, n: int, length: int, seed: int = 0) -> list[np.ndarray]:

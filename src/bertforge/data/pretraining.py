@@ -28,7 +28,6 @@ import json
 import logging
 import random
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence
@@ -221,9 +220,15 @@ def build_pretraining_data(corpus: str | Path | Sequence[str | Path] | Iterable[
                                                     and all(isinstance(p, (str, Path)) for p in corpus))
     documents = read_documents(corpus) if is_paths else corpus
     out_dir = Path(out_dir)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
+    if out_dir.exists():  # replace earlier shards, but never delete anything else
+        ours = re.compile(r"^(shard-\d+\.(tokens|rows)\.npy|meta\.json|\..+\.tmp)$")
+        foreign = [p.name for p in out_dir.iterdir() if not ours.match(p.name)]
+        if foreign:
+            raise ValueError(f"{out_dir} holds other files ({', '.join(sorted(foreign)[:5])}): give an empty or "
+                             f"new folder for the pre-training shards")
+        for p in out_dir.iterdir():
+            p.unlink()
+    out_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     dtype = np.dtype(np.uint16 if tokenizer.vocab_size <= 65535 else np.uint32)
     window = max_seq_length - 3 if nsp else max_seq_length - 2
