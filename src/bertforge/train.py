@@ -289,12 +289,13 @@ class Trainer:
                     bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}",
                                     tok_s=f"{record['tokens_per_s']:.0f}")
                 window, tokens, t0 = [], 0, time.perf_counter()
-            at_end = self.step == self.max_steps
+            at_end, paused = self.step == self.max_steps, time.perf_counter()
             if self.eval_fn is not None and ((cfg.eval_every and self.step % cfg.eval_every == 0) or at_end):
                 stopped_early = self.evaluate()
             if (cfg.save_every and self.step % cfg.save_every == 0) or at_end or stopped_early \
                     or self.step == stop:
                 self.save_checkpoint()
+            t0 += time.perf_counter() - paused  # tokens/s counts training time only
         if bar is not None:
             bar.close()
         return self.log
