@@ -20,6 +20,8 @@ COMMAND_MODULES = [
     "bertforge.commands.finetune",
     "bertforge.commands.evaluate",
     "bertforge.commands.predict",
+    "bertforge.commands.word2vec",
+    "bertforge.commands.viz",
 ]
 
 

@@ -1,0 +1,412 @@
+"""word2vec: skip-gram and CBOW with negative sampling, vectorised in PyTorch.
+
+Mikolov et al. 2013a ("Efficient Estimation of Word Representations in Vector Space": CBOW and skip-gram)
+and 2013b ("Distributed Representations of Words and Phrases and their Compositionality": negative
+sampling, eq. 4, and subsampling of frequent words, section 2.3), with the C tool's (word2vec.c) and
+gensim's choices where the papers leave a detail open:
+
+- vocabulary: words seen at least `min_count` times, most frequent first; rarer words are dropped from
+  the text *before* windows are taken (so a window reaches across them), as in word2vec.c and gensim.
+- subsampling (the C tool's formula, which gensim and fastText use too, not the paper's): a word of
+  relative frequency phi = count / total is kept with probability
+      keep(w) = min(1, sqrt(sample / phi) + sample / phi)
+  (the paper's section 2.3 keeps it with probability sqrt(sample / phi)). See `keep_probabilities`.
+- dynamic window: each centre word draws its window b uniformly from 1..window (word2vec.c's
+  `b = rand() % window`), which weights near contexts more.
+- negative sampling: K words drawn from the unigram distribution raised to 3/4 (`ns_exponent`), through a
+  table as in word2vec.c (`unigram_table`); a negative equal to the target is skipped.
+- learning rate: plain SGD, decayed linearly from `alpha` to `min_alpha` over all epochs by the number of
+  corpus words processed (gensim's schedule; word2vec.c's with min_alpha = alpha * 1e-4).
+- initialisation: input vectors uniform in [-0.5/D, 0.5/D), output vectors zero (word2vec.c).
+
+What we do differently, to vectorise (each choice is what the parallel word2vec papers do):
+- Skip-gram follows word2vec.c's direction: the input vector of each context word c in the window of
+  centre w predicts w against K negatives; the context words of one window *share* the same K negatives
+  (Ji et al. 2016, "Parallelizing Word2Vec in Shared and Distributed Memory", section 3), which turns the
+  2b dot products per negative into one small matrix product. CBOW draws K negatives per centre anyway.
+- Updates are applied for `batch_size` centre words at once (the gradient of their summed loss; in the
+  same spirit as word2vec.c's Hogwild threads, with staler reads). A row's step within a batch is scaled
+  by 1 / max(1, n / `dup_cap`), n = how often that row occurs in the batch: a very frequent word
+  ("the", "of") occurs hundreds of times per batch, and the sum of hundreds of stale gradients
+  overshoots and diverges where sequential SGD would have let each step see the last (see
+  `_row_scale`). Rows occurring at most `dup_cap` times, i.e. nearly all words, get plain SGD.
+- CBOW with `cbow_mean` averages the context vectors and adds the full (not divided) error to each,
+  as word2vec.c and gensim do.
+
+The loss is tallied honestly: for each epoch the mean over trained (window, target) pairs of
+-log sigma(u_c . v_w) - sum_k log sigma(-u_c . v_k) (eq. 4 negated), computed in float64 from the scores
+the update used. `KeyedVectors` (most_similar / similarity / analogy, word2vec text and binary files that
+gensim reads and writes) is the trained model's `wv`.
+"""
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .keyed_vectors import KeyedVectors
+
+# Words: runs of letters/digits, with inner apostrophes ("don't", "o'clock"); punctuation is dropped.
+WORD_RE = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*")
+
+
+def tokenize(text: str, lowercase: bool = True) -> list[str]:
+    """Split text into words with `WORD_RE` (lowercased by default): "It ran down." -> [it, ran, down]."""
+    return WORD_RE.findall(text.lower() if lowercase else text)
+
+
+def read_sentences(paths: str | Path | Sequence[str | Path], lowercase: bool = True,
+                   whitespace: bool = False) -> Iterator[list[str]]:
+    """Yield one token list per non-empty line of each file (BERT's corpus format: a sentence a line).
+
+    `whitespace=True` splits on whitespace only (for pre-tokenised text such as text8); otherwise `tokenize`.
+    """
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"corpus file not found: {path}")
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                words = (line.lower() if lowercase else line).split() if whitespace else tokenize(line, lowercase)
+                if words:
+                    yield words
+
+
+@dataclass
+class Word2VecConfig:
+    """Hyper-parameters; the defaults are gensim's `Word2Vec` defaults (CBOW, d=100, window 5, K=5)."""
+
+    sg: bool = False  # True: skip-gram, False: CBOW
+    vector_size: int = 100
+    window: int = 5  # maximum distance; each centre draws b in 1..window
+    negative: int = 5  # K negatives per target
+    min_count: int = 5
+    sample: float = 1e-3  # subsampling threshold t (0 disables)
+    alpha: float = 0.025  # initial learning rate
+    min_alpha: float = 1e-4  # final learning rate (linear decay)
+    epochs: int = 5
+    ns_exponent: float = 0.75  # negatives ~ count ** ns_exponent
+    cbow_mean: bool = True  # CBOW: mean (True) or sum of the context vectors
+    max_vocab_size: Optional[int] = None  # keep only the most frequent words
+    batch_size: int = 4096  # centre words per vectorised SGD step
+    dup_cap: int = 16  # rows occurring more often in one batch get their step scaled down (see docstring)
+    chunk_words: int = 262_144  # corpus words subsampled and windowed at a time
+    table_size: int = 10_000_000  # unigram table length (word2vec.c: 1e8)
+    seed: int = 1
+    compute_loss: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("vector_size", "window", "min_count", "epochs", "batch_size", "chunk_words",
+                     "table_size", "dup_cap"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.negative < 1:
+            raise ValueError(f"negative must be >= 1 (this implementation trains with negative sampling only), "
+                             f"got {self.negative}")
+        if not self.alpha > 0 or self.min_alpha < 0 or self.min_alpha > self.alpha:
+            raise ValueError(f"need 0 <= min_alpha <= alpha and alpha > 0, got alpha={self.alpha}, "
+                             f"min_alpha={self.min_alpha}")
+        if self.sample < 0:
+            raise ValueError(f"sample must be >= 0, got {self.sample}")
+
+
+PRESETS = {
+    "cbow": Word2VecConfig(),
+    "skipgram": Word2VecConfig(sg=True),
+    "tiny": Word2VecConfig(sg=True, vector_size=16, window=2, min_count=1, epochs=50, batch_size=64),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Vocabulary, subsampling, negative-sampling table
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Vocab:
+    """Words seen at least `min_count` times, most frequent first (ties: first seen first)."""
+
+    words: list[str]
+    counts: np.ndarray  # (V,) int64
+    index: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.index:
+            self.index = {w: i for i, w in enumerate(self.words)}
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    @classmethod
+    def build(cls, sentences: Iterable[Sequence[str]], min_count: int = 5,
+              max_size: Optional[int] = None) -> "Vocab":
+        counts: dict[str, int] = {}
+        for sentence in sentences:
+            for w in sentence:
+                counts[w] = counts.get(w, 0) + 1
+        kept = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: -counts[w])  # stable
+        if max_size is not None:
+            kept = kept[:max_size]
+        if not kept:
+            raise ValueError(f"empty vocabulary: no word occurs at least min_count={min_count} times "
+                             f"(corpus has {len(counts)} distinct words)")
+        return cls(kept, np.array([counts[w] for w in kept], dtype=np.int64))
+
+    def encode(self, sentences: Iterable[Sequence[str]]) -> tuple[Tensor, Tensor, int]:
+        """Sentences -> (ids (N,), sentence index (N,), raw word count) with out-of-vocabulary words dropped."""
+        ids: list[int] = []
+        sent: list[int] = []
+        raw = 0
+        index = self.index
+        for k, sentence in enumerate(sentences):
+            raw += len(sentence)
+            kept = [index[w] for w in sentence if w in index]
+            ids.extend(kept)
+            sent.extend([k] * len(kept))
+        return torch.tensor(ids, dtype=torch.int64), torch.tensor(sent, dtype=torch.int64), raw
+
+
+def keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:
+    """P(keep w) = min(1, sqrt(t/phi) + t/phi), phi = count/total: word2vec.c's subsampling (= gensim, fastText).
+
+    word2vec.c writes it as (sqrt(cn / (t * T)) + 1) * (t * T) / cn with T the total count of vocabulary
+    words. `sample = 0` keeps every word.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    if sample <= 0:
+        return np.ones_like(counts)
+    ratio = sample * counts.sum() / counts  # t / phi
+    return np.minimum(1.0, np.sqrt(ratio) + ratio)
+
+
+def subsample_mask(ids: Tensor, keep: Tensor, gen: Optional[torch.Generator] = None) -> Tensor:
+    """(N,) bool: keep each occurrence of word w independently with probability keep[w]."""
+    return torch.rand(len(ids), generator=gen) < keep[ids]
+
+
+def unigram_table(counts: np.ndarray, exponent: float = 0.75, size: int = 10_000_000) -> Tensor:
+    """word2vec.c's negative-sampling table: word i fills a share count_i^e / sum_j count_j^e of `size` slots.
+
+    Drawing a uniform slot then samples P_n(w) = U(w)^(3/4) / Z (Mikolov et al. 2013b, section 2.2).
+    Shares are rounded by largest remainder so the slots sum to `size` exactly; every word keeps >= 1 slot.
+    """
+    p = np.asarray(counts, dtype=np.float64) ** exponent
+    p /= p.sum()
+    if size < len(p):
+        raise ValueError(f"table_size {size} is smaller than the vocabulary ({len(p)} words)")
+    slots = np.maximum(1, np.floor(p * size).astype(np.int64))
+    short = size - int(slots.sum())
+    if short > 0:  # largest remainders first
+        slots[np.argsort(-(p * size - np.floor(p * size)), kind="stable")[:short]] += 1
+    elif short < 0:  # only when the >= 1 floor overshot: take from the largest
+        slots[np.argsort(-slots, kind="stable")[: -short]] -= 1
+    return torch.from_numpy(np.repeat(np.arange(len(p), dtype=np.int64), slots))
+
+
+# ---------------------------------------------------------------------------------------------
+# The SGNS loss and its gradient (one function for skip-gram and CBOW)
+# ---------------------------------------------------------------------------------------------
+
+
+def sgns_loss(h: Tensor, w_out: Tensor, valid: Tensor) -> Tensor:
+    """L = sum over valid (i, j, k) of -log sigma(+-h_ij . w_ik): k = 0 the true target (+), k >= 1 negatives (-).
+
+    h: (N, M, D) input vectors (skip-gram: the M context words of a window; CBOW: M = 1, the context mean),
+    w_out: (N, 1+K, D) output vectors of the target and its K negatives, valid: (N, M, 1+K) 0/1 weights.
+    Mikolov et al. 2013b, eq. 4, negated and summed. Reference for `sgns_grad` (tested against autograd).
+    """
+    s = h @ w_out.transpose(1, 2)  # (N, M, 1+K)
+    sign = torch.ones_like(s)
+    sign[..., 1:] = -1
+    return -(torch.nn.functional.logsigmoid(sign * s) * valid).sum()
+
+
+def sgns_grad(h: Tensor, w_out: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Returns (dL/dh (N, M, D), dL/dw_out (N, 1+K, D), per-term losses (N, M, 1+K)) of `sgns_loss`.
+
+    With s = h . w and label y (1 for the target, 0 for negatives): dL/ds = sigma(s) - y, so
+    dL/dh = (sigma(S) - Y) W and dL/dW = (sigma(S) - Y)^T H, batched over N.
+    """
+    s = h @ w_out.transpose(1, 2)  # (N, M, 1+K)
+    g = torch.sigmoid(s)
+    g[..., 0] -= 1.0
+    g = g * valid  # dL/ds
+    s[..., 1:] = -s[..., 1:]
+    losses = -torch.nn.functional.logsigmoid(s) * valid
+    return g @ w_out, g.transpose(1, 2) @ h, losses
+
+
+def _row_scale(rows: Tensor, vocab_size: int, cap: int) -> Tensor:
+    """1 / max(1, n_r / cap) for each entry of `rows` (n_r = occurrences of that row in the batch)."""
+    n = torch.bincount(rows, minlength=vocab_size).to(torch.float32)
+    return (cap / n.clamp(min=cap))[rows]
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainProgress:
+    epoch: int  # 0-based
+    words_done: int  # corpus words processed so far, all epochs
+    words_total: int
+    alpha: float
+    words_per_sec: float
+    epoch_loss: float  # mean loss per trained pair so far in this epoch (nan before any)
+
+
+class Word2Vec:
+    """Skip-gram / CBOW with negative sampling. `Word2Vec(config).train(sentences)`; vectors in `.wv`."""
+
+    def __init__(self, config: Optional[Word2VecConfig] = None, **overrides):
+        config = config or Word2VecConfig()
+        self.config = Word2VecConfig(**{**config.__dict__, **overrides}) if overrides else config
+        self.vocab: Optional[Vocab] = None
+        self.syn0: Optional[Tensor] = None  # (V, D) input ("word") vectors
+        self.syn1neg: Optional[Tensor] = None  # (V, D) output vectors
+        self.epoch_losses: list[float] = []  # mean loss per trained pair, one per epoch
+        self.epoch_pairs: list[int] = []  # (window, target) pairs trained per epoch
+        self.train_seconds = 0.0
+        self.words_trained = 0
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def build_vocab(self, sentences: Iterable[Sequence[str]]) -> "Word2Vec":
+        c = self.config
+        self.vocab = Vocab.build(sentences, c.min_count, c.max_vocab_size)
+        gen = torch.Generator().manual_seed(c.seed)
+        V, D = len(self.vocab), c.vector_size
+        self.syn0 = (torch.rand(V, D, generator=gen) - 0.5) / D
+        self.syn1neg = torch.zeros(V, D)
+        return self
+
+    @property
+    def wv(self) -> KeyedVectors:
+        if self.vocab is None:
+            raise ValueError("the model has no vocabulary yet: call build_vocab() or train() first")
+        return KeyedVectors(self.vocab.words, self.syn0.numpy().copy(), counts=self.vocab.counts)
+
+    # -- training -------------------------------------------------------------------------------
+    def train(self, sentences: Iterable[Sequence[str]],
+              progress: Optional[Callable[[TrainProgress], None]] = None) -> "Word2Vec":
+        """Train on `sentences` (token lists; iterated twice if the vocabulary is not built yet)."""
+        sentences = sentences if isinstance(sentences, list) else list(sentences)
+        if self.vocab is None:
+            self.build_vocab(sentences)
+        c = self.config
+        ids, sent, raw_words = self.vocab.encode(sentences)
+        if len(ids) == 0:
+            raise ValueError("no in-vocabulary words to train on")
+        gen = torch.Generator().manual_seed(c.seed + 1)
+        keep = torch.from_numpy(keep_probabilities(self.vocab.counts, c.sample)).to(torch.float32)
+        table = unigram_table(self.vocab.counts, c.ns_exponent, c.table_size)
+        total = raw_words * c.epochs
+        done, start_time = 0, time.perf_counter()
+        # words are counted in raw corpus words (out-of-vocabulary included), as gensim and word2vec.c do
+        per_id = raw_words / len(ids)
+        for epoch in range(c.epochs):
+            loss_sum, pairs = 0.0, 0
+            for lo in range(0, len(ids), c.chunk_words):
+                chunk_ids, chunk_sent = ids[lo:lo + c.chunk_words], sent[lo:lo + c.chunk_words]
+                chunk_raw = len(chunk_ids) * per_id
+                for frac, loss, n in self._train_chunk(chunk_ids, chunk_sent, keep, table, gen,
+                                                       lambda f: self._alpha(done + f * chunk_raw, total)):
+                    loss_sum += loss
+                    pairs += n
+                done += chunk_raw
+                if progress is not None:
+                    elapsed = time.perf_counter() - start_time
+                    progress(TrainProgress(epoch, int(done), total, self._alpha(done, total),
+                                           done / max(elapsed, 1e-9), loss_sum / pairs if pairs else math.nan))
+            self.epoch_losses.append(loss_sum / pairs if pairs else math.nan)
+            self.epoch_pairs.append(pairs)
+        self.train_seconds += time.perf_counter() - start_time
+        self.words_trained += total
+        return self
+
+    def _alpha(self, words_done: float, words_total: float) -> float:
+        c = self.config
+        return max(c.min_alpha, c.alpha - (c.alpha - c.min_alpha) * words_done / words_total)
+
+    def _train_chunk(self, ids: Tensor, sent: Tensor, keep: Tensor, table: Tensor, gen: torch.Generator,
+                     alpha_at: Callable[[float], float]) -> Iterator[tuple[float, float, int]]:
+        """Subsample, draw windows, and train; yields (fraction of chunk done, loss sum, pairs) per batch."""
+        c, W = self.config, self.config.window
+        kept = subsample_mask(ids, keep, gen)  # before windows are taken, as word2vec.c
+        ids, sent = ids[kept], sent[kept]
+        n = len(ids)
+        if n == 0:
+            return
+        b = torch.randint(1, W + 1, (n,), generator=gen)  # dynamic window per centre
+        pos = torch.arange(n)
+        # context slots ordered by offset -W..-1, +1..+W; a window of size b uses slots W-b .. W+b-1
+        offsets = [o for o in range(-W, W + 1) if o != 0]
+        ctx = torch.empty(n, 2 * W, dtype=torch.int64)
+        ok = torch.empty(n, 2 * W, dtype=torch.bool)
+        for slot, o in enumerate(offsets):
+            j = (pos + o).clamp(0, n - 1)
+            ctx[:, slot] = ids[j]
+            ok[:, slot] = (abs(o) <= b) & (pos + o >= 0) & (pos + o < n) & (sent[j] == sent)
+        # bucket the centres by window size so each batch holds exactly 2b context slots (no padding waste)
+        order = torch.argsort(b, stable=True)
+        sizes = torch.bincount(b, minlength=W + 1).tolist()
+        first, done_centres = 0, 0
+        for size in range(1, W + 1):
+            bucket = order[first:first + sizes[size]]
+            first += sizes[size]
+            for k in range(0, len(bucket), c.batch_size):
+                sel = bucket[k:k + c.batch_size]
+                alpha = alpha_at(done_centres / n)
+                loss, pairs = self._step(ids[sel], ctx[sel, W - size:W + size], ok[sel, W - size:W + size],
+                                         table, gen, alpha)
+                done_centres += len(sel)
+                yield done_centres / n, loss, pairs
+
+    def _step(self, centre: Tensor, ctx: Tensor, ok: Tensor, table: Tensor, gen: torch.Generator,
+              alpha: float) -> tuple[float, int]:
+        """One SGD step for N centre words: centre (N,), ctx (N, M) context ids, ok (N, M) which are real."""
+        c = self.config
+        syn0, syn1 = self.syn0, self.syn1neg
+        N, M = ctx.shape
+        D = syn0.size(1)
+        has_ctx = ok.any(1)
+        neg = table[torch.randint(0, len(table), (N, c.negative), generator=gen)]  # (N, K)
+        targets = torch.cat([centre[:, None], neg], 1)  # (N, 1+K)
+        target_ok = torch.ones(N, 1 + c.negative)
+        target_ok[:, 1:] = (neg != centre[:, None]).float()  # a negative equal to the target is skipped
+        w_out = torch.nn.functional.embedding(targets, syn1)  # (N, 1+K, D)
+        ctx_vecs = torch.nn.functional.embedding(ctx, syn0)  # (N, M, D)
+        okf = ok.to(syn0.dtype)
+        if c.sg:
+            h = ctx_vecs  # (N, M, D): each context word's input vector predicts the centre
+            valid = okf[:, :, None] * target_ok[:, None, :]  # (N, M, 1+K)
+            pairs = int(ok.sum())
+        else:
+            n_ctx = okf.sum(1, keepdim=True)  # (N, 1)
+            h = (ctx_vecs * okf[:, :, None]).sum(1, keepdim=True)  # (N, 1, D)
+            if c.cbow_mean:
+                h = h / n_ctx.clamp(min=1)[:, :, None]
+            valid = (target_ok * has_ctx[:, None].float())[:, None, :]  # (N, 1, 1+K)
+            pairs = int(has_ctx.sum())
+        grad_h, grad_w, losses = sgns_grad(h, w_out, valid)
+        if not c.sg:  # CBOW: every context word receives the error of the combined input, undivided for
+            # the mean (word2vec.c, gensim) and divided by the count for the sum (gensim's choice)
+            grad_h = grad_h.expand(N, M, D) * okf[:, :, None]
+            if not c.cbow_mean:
+                grad_h = grad_h / n_ctx.clamp(min=1)[:, :, None]
+        rows_out, rows_in = targets.reshape(-1), ctx.reshape(-1)
+        step_out = grad_w.reshape(-1, D) * (-alpha * _row_scale(rows_out, len(syn1), c.dup_cap))[:, None]
+        step_in = grad_h.reshape(-1, D) * (-alpha * _row_scale(rows_in, len(syn0), c.dup_cap))[:, None]
+        # scatter_add_ with an expanded index is many times faster than index_add_ on CPU
+        syn1.scatter_add_(0, rows_out[:, None].expand(-1, D), step_out)
+        syn0.scatter_add_(0, rows_in[:, None].expand(-1, D), step_in)
+        return (float(losses.sum(dtype=torch.float64)) if c.compute_loss else 0.0), pairs
