@@ -16,6 +16,7 @@ from bertforge import finetune as ft
 from bertforge.bert import BertModel
 from bertforge.cli import main as cli
 from bertforge.config import BertConfig
+from bertforge.data.batching import BucketedLoader, pad_collate
 from bertforge.data.choice import ChoiceExample
 from bertforge.data.classify import TextExample
 from bertforge.data.ner import TaggedSentence
@@ -121,17 +122,17 @@ def test_token_and_choice_kinds_run_end_to_end(tiny_dir, tmp_path):
 def test_pad_collate_shapes_and_padding():
     flat = [{"input_ids": [101, 7, 102], "token_type_ids": [0, 0, 0], "labels": [-100, 3, -100]},
             {"input_ids": [101, 7, 8, 9, 102], "token_type_ids": [0, 0, 0, 1, 1], "labels": [-100, 1, 2, 0, -100]}]
-    b = ft.pad_collate(flat, pad_token_id=0, pad_labels=True)
+    b = pad_collate(flat, pad_token_id=0, pad_labels=True)
     assert b["input_ids"].tolist() == [[101, 7, 102, 0, 0], [101, 7, 8, 9, 102]]
     assert b["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1] * 5]
     assert b["labels"].tolist()[0] == [-100, 3, -100, -100, -100]
     nested = [{"input_ids": [[1, 2], [1, 2, 3]], "token_type_ids": [[0, 0], [0, 0, 1]], "labels": 1},
               {"input_ids": [[1], [1, 2, 3, 4]], "token_type_ids": [[0], [0, 0, 1, 1]], "labels": 0}]
-    b = ft.pad_collate(nested)
+    b = pad_collate(nested)
     assert b["input_ids"].shape == b["attention_mask"].shape == (2, 2, 4)
     assert b["attention_mask"][1].tolist() == [[1, 0, 0, 0], [1, 1, 1, 1]] and b["labels"].tolist() == [1, 0]
     regression = [{"input_ids": [1, 2], "token_type_ids": [0, 0], "labels": 2.5}]
-    assert ft.pad_collate(regression)["labels"].dtype == torch.float32
+    assert pad_collate(regression)["labels"].dtype == torch.float32
 
 
 def test_bucketed_loader_covers_each_example_once_and_resumes():
@@ -142,18 +143,18 @@ def test_bucketed_loader_covers_each_example_once_and_resumes():
     def batches(loader):
         return [b["attention_mask"].sum(1).tolist() for b in loader]
 
-    loader = ft.BucketedLoader(data, lengths, 32, seed=3, collate_fn=ft.pad_collate)
+    loader = BucketedLoader(data, lengths, 32, seed=3, collate_fn=pad_collate)
     epoch = batches(loader)
     assert sorted(n for b in epoch for n in b) == sorted(lengths) and len(epoch) == 32
     spread = sum(max(b) - min(b) for b in epoch) / len(epoch)
-    plain = batches(ft.ResumableLoader(data, 32, seed=3, collate_fn=ft.pad_collate))
+    plain = batches(ft.ResumableLoader(data, 32, seed=3, collate_fn=pad_collate))
     assert spread < 0.25 * sum(max(b) - min(b) for b in plain) / len(plain)  # far less padding
     assert batches(loader) != epoch  # the next epoch has another order
-    again = ft.BucketedLoader(data, lengths, 32, seed=3, collate_fn=ft.pad_collate)
+    again = BucketedLoader(data, lengths, 32, seed=3, collate_fn=pad_collate)
     it = iter(again)
     first = [next(it)["attention_mask"].sum(1).tolist() for _ in range(5)]
     state = again.state_dict()
-    resumed = ft.BucketedLoader(data, lengths, 32, seed=3, collate_fn=ft.pad_collate)
+    resumed = BucketedLoader(data, lengths, 32, seed=3, collate_fn=pad_collate)
     resumed.load_state_dict(state)
     assert first + batches(resumed) == epoch  # resume continues exactly
 

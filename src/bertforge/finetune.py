@@ -13,8 +13,9 @@ evaluating on dev a few times per epoch, stopping early when the metric stops im
 `<out>/best/` (HF layout + vocab.txt + finetune.json). `evaluate()` and `predict()` take such a folder.
 
 Speed: batches are padded only to their own longest member, and with `bucket=True` (the default) the
-training order is length-bucketed: shuffled, cut into chunks of 50 batches, each chunk sorted by length,
-the batches shuffled again -- similar lengths share a batch, so little compute goes to padding.
+training order is length-bucketed (`bertforge.data.batching`): shuffled, cut into chunks of 50 batches,
+each chunk sorted by length, the batches shuffled again -- similar lengths share a batch, so little
+compute goes to padding.
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ from .data.choice import ChoiceExample, encode_choices, read_commonsenseqa, read
 from .data.classify import (TextExample, encode_label, encode_text_examples, label_kind, label_list,
                             read_classification_file)
 from .data.glue import glue_task, read_glue
-from .data.ner import IGNORE_INDEX, TaggedSentence, encode_tagged, read_conll, tag_list, word_predictions
+from .data.batching import BucketedLoader, feature_length, pad_collate
+from .data.ner import TaggedSentence, encode_tagged, read_conll, tag_list, word_predictions
 from .fileio import atomic_write_json
 from .heads import (BertForMultipleChoice, BertForSequenceClassification, BertForTokenClassification,
                     BertWithClassifier, id2label, label2id, set_labels)
@@ -204,64 +206,8 @@ ARCHITECTURE_KIND = {k.head.__name__: name for name, k in KINDS.items()}
 
 
 # ---------------------------------------------------------------------------------------------
-# Batches: pad to the batch's longest member; bucket by length
+# Inference
 # ---------------------------------------------------------------------------------------------
-
-def feature_length(feature: dict[str, Any]) -> int:
-    ids = feature["input_ids"]
-    return max(len(s) for s in ids) if ids and isinstance(ids[0], list) else len(ids)
-
-
-def pad_collate(features: list[dict[str, Any]], pad_token_id: int = 0, pad_labels: bool = False
-                ) -> dict[str, torch.Tensor]:
-    """Unpadded features -> tensors padded to the batch's longest sequence: (B, T), or (B, C, T) when
-    `input_ids` holds one list per choice. attention_mask marks real tokens; per-token labels (if
-    `pad_labels`) are padded with -100."""
-    nested = isinstance(features[0]["input_ids"][0], list)
-    T = max(feature_length(f) for f in features)
-
-    def pad(rows: list[list[int]], value: int) -> list[list[int]]:
-        return [r + [value] * (T - len(r)) for r in rows]
-
-    def field_(key: str, value: int, fn=lambda r: r) -> torch.Tensor:
-        if nested:
-            return torch.tensor([pad([fn(r) for r in f[key]], value) for f in features])
-        return torch.tensor(pad([fn(f[key]) for f in features], value))
-
-    batch = {"input_ids": field_("input_ids", pad_token_id),
-             "token_type_ids": field_("token_type_ids", 0),
-             "attention_mask": field_("input_ids", 0, lambda r: [1] * len(r))}
-    if "labels" in features[0]:
-        labels = [f["labels"] for f in features]
-        batch["labels"] = torch.tensor(pad(labels, IGNORE_INDEX) if pad_labels else labels)
-    return batch
-
-
-class BucketedLoader(ResumableLoader):
-    """`ResumableLoader` whose per-epoch order groups similar lengths: the seeded permutation is cut into
-    chunks of `bucket_batches` batches, each chunk sorted by length, and the full batches shuffled (the
-    last, partial batch stays last). Still a pure function of (seed, epoch): resume stays exact."""
-
-    def __init__(self, dataset: Sequence, lengths: Sequence[int], batch_size: int, bucket_batches: int = 50,
-                 **kwargs: Any):
-        super().__init__(dataset, batch_size, **kwargs)
-        if len(lengths) != len(dataset):
-            raise ValueError(f"{len(lengths)} lengths for {len(dataset)} examples")
-        self.lengths, self.bucket_batches = list(lengths), bucket_batches
-
-    def _rank_indices(self, epoch: int) -> list[int]:
-        order = super()._rank_indices(epoch)
-        if not self.shuffle:
-            return order
-        bs, chunk = self.batch_size, self.batch_size * self.bucket_batches
-        batches: list[list[int]] = []
-        for i in range(0, len(order), chunk):
-            part = sorted(order[i:i + chunk], key=self.lengths.__getitem__)
-            batches += [part[j:j + bs] for j in range(0, len(part), bs)]
-        tail = [batches.pop()] if len(batches[-1]) < bs else []
-        perm = torch.randperm(len(batches), generator=torch.Generator().manual_seed(self.seed + epoch + 1))
-        return [i for b in [batches[k] for k in perm.tolist()] + tail for i in b]
-
 
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, features: list[dict[str, Any]], batch_size: int = 64,
