@@ -28,8 +28,6 @@ def qa_demo() -> None:
 
 
 def encoder_demo() -> None:
-    import torch
-
     from .embed import SentenceEncoder
 
     sentences = ["A man is playing a guitar.", "Someone is playing an instrument.",
@@ -40,14 +38,13 @@ def encoder_demo() -> None:
     sims = (e @ e.T).tolist()
     for i, s in enumerate(sentences):
         print(f"  {s:<45} " + " ".join(f"{x:5.2f}" for x in sims[i]))
-    try:
-        from .viz import plot_attention
-    except ImportError:
-        return
-    out = Path("demo_attention.png")
-    plot_attention(enc.model, enc.tokenizer, "The animal didn't cross the street because it was too tired.",
-                   out, layer=4)
-    print(f"wrote {out}")
+    from .viz import attention_figure, model_attentions, save_figure
+
+    text = "The animal didn't cross the street because it was too tired."
+    tokens, attn = model_attentions(enc.model, enc.tokenizer, text)  # (L, H, T, T)
+    out = save_figure(attention_figure(attn[4], tokens, title=f"layer 5 of all-MiniLM-L6-v2: {text}"),
+                      "demo_attention.png")
+    print(f"\nwrote {out}: the 12 attention heads of layer 5 for {text!r}")
 
 
 def main() -> None:
