@@ -13,9 +13,11 @@ Two stages, as in Devlin et al. 2019 ("BERT", section 3 and Google's `tokenizati
 
 Decision D1 (shared/DESIGN.md): ids equal HF `BertTokenizer` (pure Python, do_lower_case=True) on
 any input. That includes its quirks: text is lowercased one character at a time before anything else
-(so a word-final 'Σ' becomes 'σ', not 'ς'), NFC is applied before lowercasing, and unassigned (Cn) and
-private-use (Co) characters are dropped as "control". HF's Rust `BertTokenizerFast` differs there and
-in a CJK range (U+2B820..U+2B91F is CJK for us, not for it); docs/tokenizer.md lists the cases.
+(so a word-final 'Σ' becomes 'σ', not 'ς'), NFC is applied before lowercasing, and every C* character
+(unassigned Cn, private-use Co, format Cf, lone surrogates) is dropped as "control". HF's Rust
+`BertTokenizerFast` keeps unassigned code points, uses older Unicode tables for Cf/Mn, strips accents
+before lowercasing, and starts a CJK range at U+2B920 instead of U+2B820; docs/tokenizer.md and the
+divergence tests in tests/test_tokenizer.py show each case.
 Offsets are character spans into the original string, end-exclusive.
 
 Speed (benchmarks/bench_tokenizer.py): the text is split into whitespace-delimited *chunks*; every
@@ -32,8 +34,8 @@ import os
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from itertools import accumulate, chain
-from operator import itemgetter
+from itertools import accumulate, chain, count
+from operator import add, itemgetter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence, Union
 
@@ -56,7 +58,10 @@ _WS_CLASS = "[" + re.escape(_WS) + "]"
 _CHUNK_RE = re.compile(f"[^{re.escape(_WS)}]+")
 _WS_SPLIT_RE = re.compile(f"({_WS_CLASS}+)")
 _ASCII_WORD_RE = re.compile(r"[0-9A-Za-z]+|[^0-9A-Za-z]")  # for printable ASCII with no spaces
-_TOKENS, _IDS = itemgetter(0), itemgetter(1)  # fields of a cached chunk entry (Tokenizer._encode_chunk)
+# Shared small tuples: fewer objects in the caches means less work for the garbage collector.
+_ZEROS = tuple((0,) * n for n in range(32))  # word ids of a one-word chunk with n pieces
+_WHOLE = tuple(((0, n),) for n in range(128))  # ranges of a word that is one vocabulary entry
+_TOKENS, _IDS = itemgetter(0), itemgetter(1)  # fields of a cached chunk entry (_ChunkEncoder)
 
 
 # ----------------------------------------------------------------------------- character classes
@@ -118,7 +123,8 @@ class BasicTokenizer:
         self._special_re = re.compile("|".join(map(re.escape, alts))) if alts else None
 
     def tokenize(self, text: str) -> list[str]:
-        """The words of `text` (what WordPiece sees): `" ".join(...)` of them is what decode returns."""
+        """The words of `text`, what WordPiece sees. Without [UNK], " ".join(words) is what
+        decode(encode(text), skip_special_tokens=False, clean_up_tokenization_spaces=False) returns."""
         check_text(text)
         return [w[0] for chunk in _CHUNK_RE.findall(text) for w in self.split_chunk(chunk)]
 
@@ -244,7 +250,7 @@ class WordPiece:
         vocab = self.vocab
         i = vocab.get(word)
         if i is not None:  # most words are whole vocabulary entries
-            return (word,), (i,), ((0, n),)
+            return (word,), (i,), _WHOLE[n] if n < 128 else ((0, n),)
         pieces, ids, ranges = [], [], []
         start = 0
         while start < n:
@@ -281,6 +287,59 @@ class _Cache(dict):
         return value
 
 
+class _ChunkEncoder:
+    """chunk -> cache entry. Holds no reference to its Tokenizer (so dropping one frees its caches by
+    reference counting, without waiting for the cyclic garbage collector)."""
+    __slots__ = ("basic", "vocab", "pieces", "lowercase")
+
+    def __init__(self, basic: BasicTokenizer, vocab: dict[str, int], pieces: _Cache, lowercase: bool):
+        self.basic, self.vocab, self.pieces, self.lowercase = basic, vocab, pieces, lowercase
+
+    def __call__(self, chunk: str) -> tuple:
+        """(tokens, ids, (start, end) in chunk, word index in chunk, number of words) of one chunk."""
+        pieces = self.pieces
+        if chunk.isascii() and chunk.isprintable() and "[" not in chunk:
+            # Printable ASCII without specials: the words tile the (lowercased) chunk exactly, so a
+            # word starts where the previous one ended. "word," -> "word" [0, 4), "," [4, 5).
+            lowered = chunk.lower() if self.lowercase else chunk
+            if lowered.isalnum():  # one plain word, the most common miss
+                p_toks, p_ids, ranges = pieces[lowered]
+                n = len(p_ids)
+                return p_toks, p_ids, ranges, _ZEROS[n] if n < 32 else (0,) * n, 1
+            words = _ASCII_WORD_RE.findall(lowered)
+            if len(words) == 1:  # one punctuation char
+                p_toks, p_ids, ranges = pieces[lowered]
+                return p_toks, p_ids, ranges, (0,), 1
+            toks: list[str] = []
+            ids: list[int] = []
+            spans: list[tuple[int, int]] = []
+            wids: list[int] = []
+            base = 0
+            for w, word in enumerate(words):
+                p_toks, p_ids, ranges = pieces[word]
+                toks += p_toks
+                ids += p_ids
+                wids += [w] * len(p_ids)
+                spans += [(base + a, base + b) for a, b in ranges] if base else ranges
+                base += len(word)
+            return tuple(toks), tuple(ids), tuple(spans), tuple(wids), len(words)
+        toks, ids, spans, wids = [], [], [], []
+        words_ = self.basic.split_chunk(chunk)
+        for w, (word, starts, ends, base, special) in enumerate(words_):
+            if special:
+                p_toks, p_ids, ranges = (word,), (self.vocab[word],), ((0, len(word)),)
+            else:
+                p_toks, p_ids, ranges = pieces[word]
+            toks += p_toks
+            ids += p_ids
+            wids += [w] * len(p_ids)
+            if starts is None:
+                spans += [(base + a, base + b) for a, b in ranges]
+            else:
+                spans += [(starts[a], ends[b - 1]) for a, b in ranges]
+        return tuple(toks), tuple(ids), tuple(spans), tuple(wids), len(words_)
+
+
 @dataclass
 class Encoding:
     """One encoded sequence (or pair); all lists have the same length, seq_len."""
@@ -304,7 +363,7 @@ class Encoding:
 @dataclass
 class BatchEncoding:
     """A padded batch; `model(**batch)` works (keys(): input_ids, token_type_ids, attention_mask)."""
-    input_ids: Any       # (batch, seq_len) list of lists, or torch.long tensor with return_tensors='pt'
+    input_ids: Any       # (batch, seq_len) lists (the encodings' own), or torch.long with return_tensors='pt'
     token_type_ids: Any  # (batch, seq_len)
     attention_mask: Any  # (batch, seq_len)
     encodings: list[Encoding] = field(default_factory=list)  # per example, padded like the tensors
@@ -326,10 +385,16 @@ _Seq = tuple[list[str], list[int], list[tuple[int, int]], list[int]]
 
 
 class Tokenizer:
-    """BERT WordPiece tokenizer. Build it with `from_vocab`, `from_pretrained`, or from a token list."""
+    """BERT WordPiece tokenizer. Build it with `from_vocab`, `from_pretrained`, or from a token list.
+
+    tokens: the vocabulary in id order; it must hold [PAD] [UNK] [CLS] [SEP] [MASK], no blanks and no
+    duplicates. lowercase: uncased (lowercase + strip accents) or cased. model_max_length: the
+    max_length used by truncation=True when none is given. cache_size: entries in each of the two
+    caches (chunk -> encoding, word -> pieces); about 40 MB when full; 0 disables them.
+    """
 
     def __init__(self, tokens: Sequence[str], lowercase: bool = True, max_input_chars_per_word: int = 100,
-                 model_max_length: Union[int, None] = None, cache_size: int = 100_000,
+                 model_max_length: Union[int, None] = None, cache_size: int = 65_536,
                  source: str = "<tokens>"):
         tokens = list(tokens)
         vocab: dict[str, int] = {}
@@ -361,10 +426,11 @@ class Tokenizer:
         self._init_caches()
 
     def _init_caches(self) -> None:
-        # chunk (raw text between whitespace) -> (tokens, ids, spans in chunk, word ids in chunk, n words)
-        self._chunks = _Cache(self._encode_chunk, self.cache_size, _MAX_CACHED_CHUNK)
         # normalised word -> WordPiece.split(word)
         self._pieces = _Cache(self._wordpiece.split, self.cache_size, self.max_input_chars_per_word)
+        # chunk (raw text between whitespace) -> (tokens, ids, spans in chunk, word ids in chunk, n words)
+        encoder = _ChunkEncoder(self._basic, self._vocab, self._pieces, self._lowercase)
+        self._chunks = _Cache(encoder, self.cache_size, _MAX_CACHED_CHUNK)
 
     def __getstate__(self) -> dict:  # picklable for DataLoader workers; caches are rebuilt
         return {k: v for k, v in self.__dict__.items() if k not in ("_chunks", "_pieces")}
@@ -497,41 +563,17 @@ class Tokenizer:
         return i
 
     # ------------------------------------------------------------------------- tokenization
-    def _encode_chunk(self, chunk: str) -> tuple:
-        """(tokens, ids, (start, end) in chunk, word index in chunk, number of words) of one chunk."""
-        toks: list[str] = []
-        ids: list[int] = []
-        spans: list[tuple[int, int]] = []
-        wids: list[int] = []
-        if chunk.isalnum() and chunk.isascii():  # one plain word, the most common miss
-            word = chunk.lower() if self._lowercase else chunk
-            p_toks, p_ids, ranges = self._pieces[word]
-            return p_toks, p_ids, ranges, (0,) * len(p_ids), 1
-        words = self._basic.split_chunk(chunk)
-        for w, (word, starts, ends, base, special) in enumerate(words):
-            if special:
-                p_toks, p_ids, ranges = (word,), (self._vocab[word],), ((0, len(word)),)
-            else:
-                p_toks, p_ids, ranges = self._pieces[word]
-            toks += p_toks
-            ids += p_ids
-            wids += [w] * len(p_ids)
-            if starts is None:
-                spans += [(base + a, base + b) for a, b in ranges]
-            else:
-                spans += [(starts[a], ends[b - 1]) for a, b in ranges]
-        return tuple(toks), tuple(ids), tuple(spans), tuple(wids), len(words)
-
     def basic_tokenize(self, text: str) -> list[str]:
         """The words WordPiece sees: cleaned, CJK-spaced, NFC, lowercased/accent-stripped if uncased,
         split on whitespace and punctuation, special tokens whole."""
         return self._basic.tokenize(text)
 
     def tokenize(self, text: str) -> list[str]:
-        """'unaffable' -> ['un', '##aff', '##able'] (no [CLS]/[SEP])."""
+        """'unaffable' -> ['una', '##ffa', '##ble'] with bert-base's vocab (no [CLS]/[SEP])."""
         check_text(text)
-        entries = map(self._chunks.__getitem__, _CHUNK_RE.findall(text))
-        return list(chain.from_iterable(map(_TOKENS, entries)))
+        # printable ASCII has no whitespace but ' ', so str.split() finds exactly the chunks
+        chunks = text.split() if text.isascii() and text.isprintable() else _CHUNK_RE.findall(text)
+        return list(chain.from_iterable(map(_TOKENS, map(self._chunks.__getitem__, chunks))))
 
     def tokenize_with_offsets(self, text: str) -> tuple[list[str], list[tuple[int, int]]]:
         """Tokens and their (start, end) character spans in `text`."""
@@ -540,9 +582,14 @@ class Tokenizer:
 
     def _sequence(self, text: str) -> _Seq:
         """Tokens, ids, offsets and word ids of one text (the hot path: a regex split + cache hits)."""
-        parts = _WS_SPLIT_RE.split(text)  # [chunk, spaces, chunk, ..., chunk]; chunks may be ''
-        pos = list(accumulate(map(len, parts), initial=0))[::2]  # start of each chunk in text
-        entries = list(map(self._chunks.__getitem__, parts[::2]))
+        if text.isascii() and text.isprintable():  # the only whitespace is ' '
+            chunks = text.split(" ")  # '' between two spaces encodes to nothing
+            pos: Iterable[int] = map(add, accumulate(map(len, chunks), initial=0), count())  # chunk starts
+        else:
+            parts = _WS_SPLIT_RE.split(text)  # [chunk, spaces, chunk, ..., chunk]; chunks may be ''
+            chunks = parts[::2]
+            pos = list(accumulate(map(len, parts), initial=0))[::2]
+        entries = list(map(self._chunks.__getitem__, chunks))
         toks = list(chain.from_iterable(map(_TOKENS, entries)))
         ids = list(chain.from_iterable(map(_IDS, entries)))
         offsets = [(s + a, s + b) for s, e in zip(pos, entries) for a, b in e[2]]
@@ -698,6 +745,7 @@ class Tokenizer:
             target = max_length if pad == "max_length" else max((len(e) for e in encs), default=0)
             for e in encs:
                 self._pad(e, target)
+        # rows are the encodings' own lists (shared, not copied)
         cols = ([e.input_ids for e in encs], [e.token_type_ids for e in encs], [e.attention_mask for e in encs])
         if return_tensors == "pt":
             if len({len(c) for c in cols[0]}) > 1:
@@ -705,8 +753,6 @@ class Tokenizer:
             import torch
             n = len(cols[0][0]) if encs else 0
             cols = tuple(torch.tensor(c, dtype=torch.long).reshape(len(encs), n) for c in cols)
-        else:
-            cols = tuple([list(x) for x in c] for c in cols)
         return BatchEncoding(*cols, encodings=encs)
 
     # ------------------------------------------------------------------------- decoding
