@@ -12,12 +12,7 @@ BATTERY = "Check the battery log and find out whether it ran"
 MASK = {("battery", "ran"), ("program", "ran")}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest
 
 
 @pytest.fixture(scope="module")

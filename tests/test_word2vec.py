@@ -15,13 +15,7 @@ from bertforge.word2vec import (Vocab, Word2Vec, Word2VecConfig, keep_probabilit
 from bertforge.word_eval import (evaluate_analogies, evaluate_word_pairs, gensim_test_file, rankdata, spearman)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids oversubscription on the shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest
 
 
 def topic_corpus(n_sentences: int = 1500, seed: int = 0) -> list[list[str]]:
@@ -183,8 +177,7 @@ def test_one_step_is_sgd_on_the_summed_loss(sg):
 
 
 @pytest.fixture(scope="module")
-def topic_model() -> Word2Vec:
-    torch.set_num_threads(1)
+def topic_model(one_thread) -> Word2Vec:
     cfg = Word2VecConfig(sg=True, vector_size=16, window=3, min_count=1, sample=0, epochs=5, batch_size=256,
                          chunk_words=4096, seed=3)
     return Word2Vec(cfg).train(topic_corpus())

@@ -43,6 +43,8 @@ from __future__ import annotations
 import math
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Sequence
@@ -96,16 +98,17 @@ class Word2VecConfig:
     ns_exponent: float = 0.75  # negatives ~ count ** ns_exponent
     cbow_mean: bool = True  # CBOW: mean (True) or sum of the context vectors
     max_vocab_size: Optional[int] = None  # keep only the most frequent words
-    batch_size: int = 4096  # centre words per vectorised SGD step
+    batch_size: int = 1024  # centre words per vectorised SGD step
+    workers: int = 1  # threads running jobs in parallel (Hogwild); 1 = reproducible
     dup_cap: int = 16  # rows occurring more often in one batch get their step scaled down (see docstring)
-    chunk_words: int = 262_144  # corpus words subsampled and windowed at a time
+    chunk_words: int = 65_536  # corpus words per job (subsampled and windowed at a time)
     table_size: int = 10_000_000  # unigram table length (word2vec.c: 1e8)
     seed: int = 1
     compute_loss: bool = True
 
     def __post_init__(self) -> None:
         for name in ("vector_size", "window", "min_count", "epochs", "batch_size", "chunk_words",
-                     "table_size", "dup_cap"):
+                     "table_size", "dup_cap", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.negative < 1:
@@ -229,19 +232,44 @@ def sgns_loss(h: Tensor, w_out: Tensor, valid: Tensor) -> Tensor:
     return -(torch.nn.functional.logsigmoid(sign * s) * valid).sum()
 
 
-def sgns_grad(h: Tensor, w_out: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Returns (dL/dh (N, M, D), dL/dw_out (N, 1+K, D), per-term losses (N, M, 1+K)) of `sgns_loss`.
+def sgns_dscores(h: Tensor, w_out: Tensor, valid: Tensor, with_loss: bool = True
+                 ) -> tuple[Tensor, Optional[Tensor]]:
+    """dL/ds (N, M, 1+K) of `sgns_loss` for the scores s = h . w, and the per-term losses (or None).
 
-    With s = h . w and label y (1 for the target, 0 for negatives): dL/ds = sigma(s) - y, so
-    dL/dh = (sigma(S) - Y) W and dL/dW = (sigma(S) - Y)^T H, batched over N.
+    With label y = 1 for the target and 0 for a negative, d(-log sigma(+-s))/ds = sigma(s) - y.
     """
     s = h @ w_out.transpose(1, 2)  # (N, M, 1+K)
     g = torch.sigmoid(s)
     g[..., 0] -= 1.0
-    g = g * valid  # dL/ds
-    s[..., 1:] = -s[..., 1:]
-    losses = -torch.nn.functional.logsigmoid(s) * valid
+    g.mul_(valid)
+    losses = None
+    if with_loss:
+        s[..., 1:] = -s[..., 1:]
+        losses = -torch.nn.functional.logsigmoid(s) * valid
+    return g, losses
+
+
+def sgns_grad(h: Tensor, w_out: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Returns (dL/dh (N, M, D), dL/dw_out (N, 1+K, D), per-term losses (N, M, 1+K)) of `sgns_loss`.
+
+    dL/dh = G W and dL/dW = G^T H with G = dL/dS = sigma(S) - Y, batched over N (`Word2Vec._step` does
+    the same products with the learning rate folded into G).
+    """
+    g, losses = sgns_dscores(h, w_out, valid)
     return g @ w_out, g.transpose(1, 2) @ h, losses
+
+
+@contextmanager
+def _intraop_threads(n: Optional[int]):
+    """Set torch's intra-op thread count for the block and restore it (None: leave it alone)."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n is not None:
+            torch.set_num_threads(before)
 
 
 def _row_scale(rows: Tensor, vocab_size: int, cap: int) -> Tensor:
@@ -298,7 +326,15 @@ class Word2Vec:
     # -- training -------------------------------------------------------------------------------
     def train(self, sentences: Iterable[Sequence[str]],
               progress: Optional[Callable[[TrainProgress], None]] = None) -> "Word2Vec":
-        """Train on `sentences` (token lists; iterated twice if the vocabulary is not built yet)."""
+        """Train on `sentences` (token lists; iterated twice if the vocabulary is not built yet).
+
+        The corpus is cut into jobs of `chunk_words` words; a job subsamples, draws windows and trains on
+        its slice with its own random generator (seeded from `seed`, the epoch and the job), so a run with
+        `workers=1` is reproducible. With `workers > 1` the jobs run in threads that update the shared
+        vectors without locks (Hogwild, as word2vec.c and gensim do; torch releases the GIL inside its
+        kernels), and torch's intra-op threads are set to 1 meanwhile (restored after), since OpenMP
+        teams spinning at each kernel's barrier waste a shared CPU.
+        """
         sentences = sentences if isinstance(sentences, list) else list(sentences)
         if self.vocab is None:
             self.build_vocab(sentences)
@@ -306,29 +342,38 @@ class Word2Vec:
         ids, sent, raw_words = self.vocab.encode(sentences)
         if len(ids) == 0:
             raise ValueError("no in-vocabulary words to train on")
-        gen = torch.Generator().manual_seed(c.seed + 1)
         keep = torch.from_numpy(keep_probabilities(self.vocab.counts, c.sample)).to(torch.float32)
         table = unigram_table(self.vocab.counts, c.ns_exponent, c.table_size)
         total = raw_words * c.epochs
-        done, start_time = 0, time.perf_counter()
-        # words are counted in raw corpus words (out-of-vocabulary included), as gensim and word2vec.c do
-        per_id = raw_words / len(ids)
-        for epoch in range(c.epochs):
-            loss_sum, pairs = 0.0, 0
-            for lo in range(0, len(ids), c.chunk_words):
-                chunk_ids, chunk_sent = ids[lo:lo + c.chunk_words], sent[lo:lo + c.chunk_words]
-                chunk_raw = len(chunk_ids) * per_id
-                for frac, loss, n in self._train_chunk(chunk_ids, chunk_sent, keep, table, gen,
-                                                       lambda f: self._alpha(done + f * chunk_raw, total)):
-                    loss_sum += loss
-                    pairs += n
-                done += chunk_raw
+        per_id = raw_words / len(ids)  # progress is counted in raw corpus words (OOV included), as gensim
+        starts = list(range(0, len(ids), c.chunk_words))
+        seeds = torch.randint(0, 2**62, (c.epochs, len(starts)), generator=torch.Generator().manual_seed(c.seed))
+        jobs = [(e, k, lo) for e in range(c.epochs) for k, lo in enumerate(starts)]
+
+        def run(job: tuple[int, int, int]) -> tuple[int, float, float, int]:
+            epoch, k, lo = job
+            chunk = slice(lo, lo + c.chunk_words)
+            n_ids = len(ids[chunk])
+            first = epoch * raw_words + lo * per_id  # words done before this job, in schedule order
+            gen = torch.Generator().manual_seed(int(seeds[epoch, k]))
+            loss, pairs = self._train_job(ids[chunk], sent[chunk], keep, table, gen,
+                                          lambda f: self._alpha(first + f * n_ids * per_id, total))
+            return epoch, n_ids * per_id, loss, pairs
+
+        losses, pair_counts = [0.0] * c.epochs, [0] * c.epochs
+        done, start_time = 0.0, time.perf_counter()
+        with _intraop_threads(1 if c.workers > 1 else None), ThreadPoolExecutor(c.workers) as pool:
+            for epoch, words, loss, pairs in pool.map(run, jobs):  # results in job order
+                losses[epoch] += loss
+                pair_counts[epoch] += pairs
+                done += words
                 if progress is not None:
                     elapsed = time.perf_counter() - start_time
                     progress(TrainProgress(epoch, int(done), total, self._alpha(done, total),
-                                           done / max(elapsed, 1e-9), loss_sum / pairs if pairs else math.nan))
-            self.epoch_losses.append(loss_sum / pairs if pairs else math.nan)
-            self.epoch_pairs.append(pairs)
+                                           done / max(elapsed, 1e-9),
+                                           losses[epoch] / pair_counts[epoch] if pair_counts[epoch] else math.nan))
+        self.epoch_losses += [l / n if n else math.nan for l, n in zip(losses, pair_counts)]
+        self.epoch_pairs += pair_counts
         self.train_seconds += time.perf_counter() - start_time
         self.words_trained += total
         return self
@@ -337,15 +382,15 @@ class Word2Vec:
         c = self.config
         return max(c.min_alpha, c.alpha - (c.alpha - c.min_alpha) * words_done / words_total)
 
-    def _train_chunk(self, ids: Tensor, sent: Tensor, keep: Tensor, table: Tensor, gen: torch.Generator,
-                     alpha_at: Callable[[float], float]) -> Iterator[tuple[float, float, int]]:
-        """Subsample, draw windows, and train; yields (fraction of chunk done, loss sum, pairs) per batch."""
+    def _train_job(self, ids: Tensor, sent: Tensor, keep: Tensor, table: Tensor, gen: torch.Generator,
+                   alpha_at: Callable[[float], float]) -> tuple[float, int]:
+        """Subsample, draw windows, and train on one slice; returns (loss sum, pairs trained)."""
         c, W = self.config, self.config.window
         kept = subsample_mask(ids, keep, gen)  # before windows are taken, as word2vec.c
         ids, sent = ids[kept], sent[kept]
         n = len(ids)
         if n == 0:
-            return
+            return 0.0, 0
         b = torch.randint(1, W + 1, (n,), generator=gen)  # dynamic window per centre
         pos = torch.arange(n)
         # context slots ordered by offset -W..-1, +1..+W; a window of size b uses slots W-b .. W+b-1
@@ -359,17 +404,18 @@ class Word2Vec:
         # bucket the centres by window size so each batch holds exactly 2b context slots (no padding waste)
         order = torch.argsort(b, stable=True)
         sizes = torch.bincount(b, minlength=W + 1).tolist()
-        first, done_centres = 0, 0
+        first, done_centres, loss_sum, pairs = 0, 0, 0.0, 0
         for size in range(1, W + 1):
             bucket = order[first:first + sizes[size]]
             first += sizes[size]
             for k in range(0, len(bucket), c.batch_size):
                 sel = bucket[k:k + c.batch_size]
-                alpha = alpha_at(done_centres / n)
-                loss, pairs = self._step(ids[sel], ctx[sel, W - size:W + size], ok[sel, W - size:W + size],
-                                         table, gen, alpha)
+                loss, n_pairs = self._step(ids[sel], ctx[sel, W - size:W + size], ok[sel, W - size:W + size],
+                                           table, gen, alpha_at(done_centres / n))
                 done_centres += len(sel)
-                yield done_centres / n, loss, pairs
+                loss_sum += loss
+                pairs += n_pairs
+        return loss_sum, pairs
 
     def _step(self, centre: Tensor, ctx: Tensor, ok: Tensor, table: Tensor, gen: torch.Generator,
               alpha: float) -> tuple[float, int]:
@@ -397,16 +443,22 @@ class Word2Vec:
                 h = h / n_ctx.clamp(min=1)[:, :, None]
             valid = (target_ok * has_ctx[:, None].float())[:, None, :]  # (N, 1, 1+K)
             pairs = int(has_ctx.sum())
-        grad_h, grad_w, losses = sgns_grad(h, w_out, valid)
-        if not c.sg:  # CBOW: every context word receives the error of the combined input, undivided for
-            # the mean (word2vec.c, gensim) and divided by the count for the sum (gensim's choice)
-            grad_h = grad_h.expand(N, M, D) * okf[:, :, None]
-            if not c.cbow_mean:
-                grad_h = grad_h / n_ctx.clamp(min=1)[:, :, None]
+        g, losses = sgns_dscores(h, w_out, valid, c.compute_loss)  # dL/ds (N, M|1, 1+K)
         rows_out, rows_in = targets.reshape(-1), ctx.reshape(-1)
-        step_out = grad_w.reshape(-1, D) * (-alpha * _row_scale(rows_out, len(syn1), c.dup_cap))[:, None]
-        step_in = grad_h.reshape(-1, D) * (-alpha * _row_scale(rows_in, len(syn0), c.dup_cap))[:, None]
+        # SGD: the step is -alpha * gradient; the learning rate and the per-row duplicate scale are
+        # folded into G before the products (cheaper than scaling the (rows, D) results)
+        scale_out = _row_scale(rows_out, len(syn1), c.dup_cap).view(N, 1, -1) * -alpha
+        scale_in = _row_scale(rows_in, len(syn0), c.dup_cap).view(N, M, 1) * -alpha
+        step_w = (g * scale_out).transpose(1, 2) @ h  # (N, 1+K, D)
+        if c.sg:
+            step_h = (g * scale_in) @ w_out  # (N, M, D)
+        else:  # CBOW: every context word receives the error of the combined input, undivided for the
+            # mean (word2vec.c, gensim) and divided by the number of context words for the sum (gensim)
+            per_ctx = okf * scale_in[:, :, 0]  # (N, M)
+            if not c.cbow_mean:
+                per_ctx = per_ctx / n_ctx.clamp(min=1)
+            step_h = (g @ w_out) * per_ctx[:, :, None]  # (N, 1, D) -> (N, M, D)
         # scatter_add_ with an expanded index is many times faster than index_add_ on CPU
-        syn1.scatter_add_(0, rows_out[:, None].expand(-1, D), step_out)
-        syn0.scatter_add_(0, rows_in[:, None].expand(-1, D), step_in)
-        return (float(losses.sum(dtype=torch.float64)) if c.compute_loss else 0.0), pairs
+        syn1.scatter_add_(0, rows_out[:, None].expand(-1, D), step_w.reshape(-1, D))
+        syn0.scatter_add_(0, rows_in[:, None].expand(-1, D), step_h.reshape(-1, D))
+        return (float(losses.sum(dtype=torch.float64)) if losses is not None else 0.0), pairs

@@ -61,10 +61,11 @@ def run_attention(args: argparse.Namespace) -> int:
     if args.head is not None and not 0 <= args.head < H:
         raise ValueError(f"--head {args.head} out of range: the model has {H} heads (0..{H - 1})")
     heads = None if args.head is None else [args.head]
-    title = f"{Path(model_dir).name}: layer {args.layer}" + ("" if args.head is None else f", head {args.head}")
+    name = "all-MiniLM-L6-v2" if args.model is None else Path(model_dir).name
+    title = f"{name}: layer {args.layer}" + ("" if args.head is None else f", head {args.head}")
     save_figure(attention_figure(att[args.layer], tokens, heads=heads, title=title), args.out)
     if args.html:
-        write_attention_html(args.html, tokens, att, title=f"{Path(model_dir).name}: {args.text}",
+        write_attention_html(args.html, tokens, att, title=f"{name}: {args.text}",
                              layer=args.layer, head=args.head)
         print(f"wrote {args.html}", file=sys.stderr)
     return _done(args.out)
