@@ -19,6 +19,7 @@ ends, so an interrupted benchmark resumes where it stopped.
     nohup nice -n 10 .venv/bin/python benchmarks/bench_finetune.py --tasks rte,mrpc,stsb,cola,wnut17 \\
         --seeds 1,2 --epochs 3 > runs/bench_finetune.log 2>&1 &
     .venv/bin/python benchmarks/bench_finetune.py --report       # the table from results.jsonl
+    .venv/bin/python benchmarks/bench_finetune.py --model-speed  # both models on identical batches
 """
 from __future__ import annotations
 
@@ -115,6 +116,36 @@ def run_one(task: str, side: str, seed: int, args, scratch: Path) -> dict:
             "baseline": majority_baseline(data)}
 
 
+def model_speed(rounds: int = 5) -> None:
+    """Training-step CPU time of the two model classes on identical batches (same weights, same padding),
+    interleaved: isolates the model implementation from the batching."""
+    import transformers
+
+    from bertforge.checkpoint import minilm_path
+    from bertforge.heads import BertForSequenceClassification
+
+    ours = BertForSequenceClassification.from_pretrained(minilm_path()).train()
+    hf = transformers.BertForSequenceClassification.from_pretrained(str(minilm_path())).train()
+    hf.classifier.load_state_dict(ours.classifier.state_dict())  # the encoders are both MiniLM already
+    print(f"{'batch x seq':<12}{'bertforge ms':>13}{'HF ms':>8}{'HF/bf':>7}   (CPU time per forward+backward, min of "
+          f"{rounds})")
+    for B, T in ((16, 64), (32, 128)):
+        g = torch.Generator().manual_seed(0)
+        batch = {"input_ids": torch.randint(1000, 20000, (B, T), generator=g),
+                 "attention_mask": torch.ones(B, T, dtype=torch.long), "labels": torch.randint(0, 2, (B,), generator=g)}
+        batch["attention_mask"][B // 2:, T // 2:] = 0
+        times = {"bertforge": [], "hf": []}
+        for r in range(rounds + 1):
+            for name, model in (("bertforge", ours), ("hf", hf)):
+                t = time.process_time()
+                model(**batch).loss.backward()
+                if r:  # round 0 warms up
+                    times[name].append(time.process_time() - t)
+                model.zero_grad(set_to_none=True)
+        a, b = min(times["bertforge"]) * 1e3, min(times["hf"]) * 1e3
+        print(f"{f'{B} x {T}':<12}{a:>13.0f}{b:>8.0f}{b / a:>7.2f}")
+
+
 def report(path: Path) -> None:
     rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
     if not rows:
@@ -167,6 +198,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="runs/bench_finetune")
     ap.add_argument("--report", action="store_true", help="only print the table from <out>/results.jsonl")
+    ap.add_argument("--model-speed", action="store_true", help="only time both models on identical batches")
     args = ap.parse_args()
     out = Path(args.out)
     results = out / "results.jsonl"
@@ -176,6 +208,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     import transformers
     transformers.logging.set_verbosity_error()
+    if args.model_speed:
+        model_speed()
+        return
     out.mkdir(parents=True, exist_ok=True)
     setup = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "max_train": args.max_train,
              "same_batches": args.same_batches, "evals_per_epoch": args.evals_per_epoch}
