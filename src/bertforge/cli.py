@@ -26,7 +26,7 @@ COMMAND_MODULES = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bertforge", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="bertforge", description="bertforge: the Transformer and BERT from first principles. Run `bertforge COMMAND --help` for a command's flags.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
