@@ -143,11 +143,20 @@ def test_encode_batch(tok, hf):
     for key in ("input_ids", "token_type_ids", "attention_mask"):
         assert batch[key] == ref[key]
     assert dict(**batch).keys() == {"input_ids", "token_type_ids", "attention_mask"}
-    assert [e.input_ids for e in batch.encodings] == batch.input_ids
+    # only the three model inputs are padded; each Encoding is its example alone, unpadded (HF: no padding)
+    unpadded = slow(texts, pairs)
+    assert [e.input_ids for e in batch.encodings] == unpadded["input_ids"]
+    assert [e.token_type_ids for e in batch.encodings] == unpadded["token_type_ids"]
+    assert [len(e.tokens) == len(e.offsets) == len(e.word_ids) == len(e) for e in batch.encodings] == [True] * 3
+    assert [e.attention_mask for e in batch.encodings] == [[1] * len(e) for e in batch.encodings]
     pt = tok.encode_batch(texts, max_length=8, truncation=True, padding="max_length", return_tensors="pt")
     torch = pytest.importorskip("torch")
     assert pt.input_ids.shape == (3, 8) and pt.input_ids.dtype == torch.long
     assert pt.attention_mask[2].tolist() == [1, 1] + [0] * 6
+    ref8 = slow(texts, max_length=8, truncation=True, padding="max_length")
+    for key in ("input_ids", "token_type_ids", "attention_mask"):
+        assert pt[key].tolist() == ref8[key]
+    assert [len(e) for e in pt.encodings] == [len(r) for r in slow(texts, max_length=8, truncation=True)["input_ids"]]
     ragged = tok.encode_batch(texts, padding=False)
     assert [len(r) for r in ragged.input_ids] == [len(tok.encode(t)) for t in texts]
     with pytest.raises(ValueError):

@@ -56,11 +56,12 @@ class Encoding:
 
 @dataclass
 class BatchEncoding:
-    """A padded batch; `model(**batch)` works (keys(): input_ids, token_type_ids, attention_mask)."""
-    input_ids: Any       # (batch, seq_len) lists (the encodings' own), or torch.long with return_tensors='pt'
+    """A padded batch; `model(**batch)` works (keys(): input_ids, token_type_ids, attention_mask).
+    Only these three are padded; `encodings[i]` is example i unpadded (len(encodings[i]) <= seq_len)."""
+    input_ids: Any       # (batch, seq_len) lists, or torch.long with return_tensors='pt'
     token_type_ids: Any  # (batch, seq_len)
     attention_mask: Any  # (batch, seq_len)
-    encodings: list[Encoding] = field(default_factory=list)  # per example, padded like the tensors
+    encodings: list[Encoding] = field(default_factory=list)  # per example, unpadded (see encode_batch)
 
     def keys(self) -> tuple[str, ...]:
         return ("input_ids", "token_type_ids", "attention_mask")
@@ -422,7 +423,12 @@ class Tokenizer:
                      max_length: Union[int, None] = None, truncation: Union[bool, str] = False,
                      padding: Union[bool, str] = "longest", return_tensors: Union[str, None] = None,
                      add_special_tokens: bool = True, is_split_into_words: bool = False) -> BatchEncoding:
-        """encode() each example, then pad them all to the longest or to max_length."""
+        """encode() each example, then pad the three model inputs to the longest or to max_length.
+
+        Only the batch's input_ids / token_type_ids / attention_mask are padded (what HF pads too):
+        `batch.encodings[i]` holds example i's unpadded tokens, offsets, word ids, ...; `batch.input_ids[i]`
+        is its padded row ([PAD] id, type 0, mask 0 on the right). With padding=False the rows are the
+        encodings' own lists."""
         if isinstance(texts, str):
             raise TypeError("texts must be a list of str; use encode() for a single text")
         if pairs is not None and len(pairs) != len(texts):
@@ -435,12 +441,14 @@ class Tokenizer:
         encs = [self.encode(t, None if pairs is None else pairs[i], max_length=max_length,
                             truncation=truncation, add_special_tokens=add_special_tokens,
                             is_split_into_words=is_split_into_words) for i, t in enumerate(texts)]
-        if pad:
-            target = max_length if pad == "max_length" else max((len(e) for e in encs), default=0)
-            for e in encs:
-                self._pad(e, target)
-        # rows are the encodings' own lists (shared, not copied)
-        cols = ([e.input_ids for e in encs], [e.token_type_ids for e in encs], [e.attention_mask for e in encs])
+        if pad:  # fresh rows; an example longer than max_length (no truncation) stays longer
+            target = max_length if pad == "max_length" else max(map(len, encs), default=0)
+            pad_id = self.pad_token_id
+            cols = ([e.input_ids + [pad_id] * (target - len(e.input_ids)) for e in encs],
+                    [e.token_type_ids + [0] * (target - len(e.input_ids)) for e in encs],
+                    [e.attention_mask + [0] * (target - len(e.input_ids)) for e in encs])
+        else:
+            cols = ([e.input_ids for e in encs], [e.token_type_ids for e in encs], [e.attention_mask for e in encs])
         if return_tensors == "pt":
             if len({len(c) for c in cols[0]}) > 1:
                 raise ValueError("return_tensors='pt' needs equal lengths: use padding='longest' or 'max_length'")
