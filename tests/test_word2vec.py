@@ -203,6 +203,21 @@ def test_cbow_trains_too():
     assert wv.similarity("red", "blue") > wv.similarity("red", "cat") + 0.3
 
 
+def test_one_worker_is_reproducible_and_two_workers_train_too():
+    cfg = dict(sg=True, vector_size=16, window=3, min_count=1, sample=0, epochs=2, batch_size=128, chunk_words=2000)
+    corpus = topic_corpus(400)
+    a = Word2Vec(Word2VecConfig(**cfg, seed=7)).train(corpus)
+    b = Word2Vec(Word2VecConfig(**cfg, seed=7)).train(corpus)
+    assert torch.equal(a.syn0, b.syn0) and a.epoch_losses == b.epoch_losses
+    c = Word2Vec(Word2VecConfig(**cfg, seed=8)).train(corpus)
+    assert not torch.equal(a.syn0, c.syn0)
+    threads = torch.get_num_threads()
+    hog = Word2Vec(Word2VecConfig(**{**cfg, "epochs": 5}, workers=2, seed=7)).train(topic_corpus())
+    assert torch.get_num_threads() == threads  # the intra-op setting is restored
+    assert hog.wv.similarity("cat", "dog") > hog.wv.similarity("cat", "red") + 0.3
+    assert len(hog.epoch_losses) == 5 and hog.epoch_losses[-1] < hog.epoch_losses[0]
+
+
 def test_vocab_min_count_order_and_encoding():
     vocab = Vocab.build([["b", "a", "b", "c"], ["a", "b", "d"]], min_count=2)
     assert vocab.words == ["b", "a"] and vocab.counts.tolist() == [3, 2]

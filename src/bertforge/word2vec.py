@@ -25,7 +25,8 @@ What we do differently, to vectorise (each choice is what the parallel word2vec 
   (Ji et al. 2016, "Parallelizing Word2Vec in Shared and Distributed Memory", section 3), which turns the
   2b dot products per negative into one small matrix product. CBOW draws K negatives per centre anyway.
 - Updates are applied for `batch_size` centre words at once (the gradient of their summed loss; in the
-  same spirit as word2vec.c's Hogwild threads, with staler reads). A row's step within a batch is scaled
+  same spirit as word2vec.c's Hogwild threads, with staler reads). Centres are grouped by their drawn
+  window b so a batch is a dense (N, 2b) block of context slots. A row's step within a batch is scaled
   by 1 / max(1, n / `dup_cap`), n = how often that row occurs in the batch: a very frequent word
   ("the", "of") occurs hundreds of times per batch, and the sum of hundreds of stale gradients
   overshoots and diverges where sequential SGD would have let each step see the last (see
@@ -124,7 +125,6 @@ class Word2VecConfig:
 PRESETS = {
     "cbow": Word2VecConfig(),
     "skipgram": Word2VecConfig(sg=True),
-    "tiny": Word2VecConfig(sg=True, vector_size=16, window=2, min_count=1, epochs=50, batch_size=64),
 }
 
 
@@ -363,7 +363,8 @@ class Word2Vec:
         losses, pair_counts = [0.0] * c.epochs, [0] * c.epochs
         done, start_time = 0.0, time.perf_counter()
         with _intraop_threads(1 if c.workers > 1 else None), ThreadPoolExecutor(c.workers) as pool:
-            for epoch, words, loss, pairs in pool.map(run, jobs):  # results in job order
+            results = pool.map(run, jobs) if c.workers > 1 else map(run, jobs)  # in job order
+            for epoch, words, loss, pairs in results:
                 losses[epoch] += loss
                 pair_counts[epoch] += pairs
                 done += words
@@ -401,20 +402,21 @@ class Word2Vec:
             j = (pos + o).clamp(0, n - 1)
             ctx[:, slot] = ids[j]
             ok[:, slot] = (abs(o) <= b) & (pos + o >= 0) & (pos + o < n) & (sent[j] == sent)
-        # bucket the centres by window size so each batch holds exactly 2b context slots (no padding waste)
+        # bucket the centres by window size so each batch holds exactly 2b context slots (no padding
+        # waste); one gather puts the buckets side by side, then every batch is a slice
         order = torch.argsort(b, stable=True)
+        ids, ctx, ok = ids[order], ctx[order], ok[order]
         sizes = torch.bincount(b, minlength=W + 1).tolist()
-        first, done_centres, loss_sum, pairs = 0, 0, 0.0, 0
+        first, loss_sum, pairs = 0, 0.0, 0
         for size in range(1, W + 1):
-            bucket = order[first:first + sizes[size]]
-            first += sizes[size]
-            for k in range(0, len(bucket), c.batch_size):
-                sel = bucket[k:k + c.batch_size]
-                loss, n_pairs = self._step(ids[sel], ctx[sel, W - size:W + size], ok[sel, W - size:W + size],
-                                           table, gen, alpha_at(done_centres / n))
-                done_centres += len(sel)
+            end = first + sizes[size]
+            for lo in range(first, end, c.batch_size):
+                hi = min(lo + c.batch_size, end)
+                loss, n_pairs = self._step(ids[lo:hi], ctx[lo:hi, W - size:W + size], ok[lo:hi, W - size:W + size],
+                                           table, gen, alpha_at(lo / n))
                 loss_sum += loss
                 pairs += n_pairs
+            first = end
         return loss_sum, pairs
 
     def _step(self, centre: Tensor, ctx: Tensor, ok: Tensor, table: Tensor, gen: torch.Generator,
@@ -430,17 +432,16 @@ class Word2Vec:
         target_ok = torch.ones(N, 1 + c.negative)
         target_ok[:, 1:] = (neg != centre[:, None]).float()  # a negative equal to the target is skipped
         w_out = torch.nn.functional.embedding(targets, syn1)  # (N, 1+K, D)
-        ctx_vecs = torch.nn.functional.embedding(ctx, syn0)  # (N, M, D)
         okf = ok.to(syn0.dtype)
         if c.sg:
-            h = ctx_vecs  # (N, M, D): each context word's input vector predicts the centre
+            h = torch.nn.functional.embedding(ctx, syn0)  # (N, M, D): each context word predicts the centre
             valid = okf[:, :, None] * target_ok[:, None, :]  # (N, M, 1+K)
             pairs = int(ok.sum())
         else:
             n_ctx = okf.sum(1, keepdim=True)  # (N, 1)
-            h = (ctx_vecs * okf[:, :, None]).sum(1, keepdim=True)  # (N, 1, D)
-            if c.cbow_mean:
-                h = h / n_ctx.clamp(min=1)[:, :, None]
+            weights = okf / n_ctx.clamp(min=1) if c.cbow_mean else okf  # (N, M)
+            # the (weighted) sum of the context vectors without materialising them: (N, 1, D)
+            h = torch.nn.functional.embedding_bag(ctx, syn0, mode="sum", per_sample_weights=weights)[:, None, :]
             valid = (target_ok * has_ctx[:, None].float())[:, None, :]  # (N, 1, 1+K)
             pairs = int(has_ctx.sum())
         g, losses = sgns_dscores(h, w_out, valid, c.compute_loss)  # dL/ds (N, M|1, 1+K)
@@ -449,7 +450,10 @@ class Word2Vec:
         # folded into G before the products (cheaper than scaling the (rows, D) results)
         scale_out = _row_scale(rows_out, len(syn1), c.dup_cap).view(N, 1, -1) * -alpha
         scale_in = _row_scale(rows_in, len(syn0), c.dup_cap).view(N, M, 1) * -alpha
-        step_w = (g * scale_out).transpose(1, 2) @ h  # (N, 1+K, D)
+        if h.size(1) == 1:  # CBOW: an outer product, cheaper elementwise than as a batched product
+            step_w = (g * scale_out).transpose(1, 2) * h  # (N, 1+K, 1) * (N, 1, D)
+        else:
+            step_w = (g * scale_out).transpose(1, 2) @ h  # (N, 1+K, D)
         if c.sg:
             step_h = (g * scale_in) @ w_out  # (N, M, D)
         else:  # CBOW: every context word receives the error of the combined input, undivided for the

@@ -26,9 +26,12 @@ def register(sub) -> None:
     t.add_argument("--alpha", type=float, default=0.025)
     t.add_argument("--min-alpha", type=float, default=1e-4)
     t.add_argument("--epochs", type=int, default=5)
-    t.add_argument("--batch-size", type=int, default=4096, help="centre words per vectorised step")
+    t.add_argument("--batch-size", type=int, default=1024, help="centre words per vectorised step")
     t.add_argument("--seed", type=int, default=1)
-    t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    t.add_argument("--workers", type=int, default=2,
+                   help="worker threads (Hogwild, as gensim); 1 makes a run reproducible")
+    t.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads with --workers 1 (default: torch's choice)")
     t.add_argument("--binary", action="store_true", help="write the binary word2vec format")
     t.add_argument("--no-lowercase", dest="lowercase", action="store_false")
     t.add_argument("--whitespace", action="store_true", help="the corpus is pre-tokenised: split on spaces")
@@ -78,7 +81,7 @@ def run_train(args: argparse.Namespace) -> int:
     config = Word2VecConfig(sg=args.sg, vector_size=args.dim, window=args.window, negative=args.negative,
                             min_count=args.min_count, sample=args.sample, alpha=args.alpha,
                             min_alpha=args.min_alpha, epochs=args.epochs, batch_size=args.batch_size,
-                            seed=args.seed)
+                            workers=args.workers, seed=args.seed)
     files = corpus_files(args.corpus, args.exclude)
     sentences = list(read_sentences(files, lowercase=args.lowercase, whitespace=args.whitespace))
     model = Word2Vec(config).build_vocab(sentences)
