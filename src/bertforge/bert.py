@@ -162,11 +162,11 @@ class BertModel(BertPreTrainedModel):
         if output_attentions and self.config.attn_implementation != "eager":
             raise ValueError("output_attentions=True needs the explicit attention path: call "
                              "model.set_attn_implementation('eager') first (D3)")
-        if unpad is None:
-            unpad = attention_mask is not None and not bool(attention_mask.bool().all())
-        packing = Packing(attention_mask) if unpad and attention_mask is not None else None
+        # A mask of all ones masks nothing: drop it, so attention takes SDPA's unmasked (fastest) kernel.
+        has_padding = attention_mask is not None and not bool(attention_mask.bool().all())
+        packing = Packing(attention_mask) if has_padding and (unpad or unpad is None) else None
         x = self.embeddings(input_ids, token_type_ids, position_ids, packing)  # (B, T, D) or (N, D)
-        mask = padding_mask(attention_mask) if attention_mask is not None else None  # (B, 1, 1, T)
+        mask = padding_mask(attention_mask) if has_padding else None  # (B, 1, 1, T)
         x, hidden, attentions = self.encoder(x, mask, output_hidden_states, output_attentions, packing)
         if packing is not None:
             x, hidden = packing.unpack(x), [packing.unpack(h) for h in hidden]
