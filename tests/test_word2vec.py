@@ -10,8 +10,8 @@ import torch
 
 from bertforge.cli import main
 from bertforge.keyed_vectors import KeyedVectors
-from bertforge.word2vec import (Vocab, Word2Vec, Word2VecConfig, keep_probabilities, read_sentences, sgns_grad,
-                                sgns_loss, subsample_mask, tokenize, unigram_table)
+from bertforge.word2vec import (Vocab, Word2Vec, Word2VecConfig, draw_negatives, keep_probabilities, negative_cdf,
+                                read_sentences, sgns_grad, sgns_loss, subsample_mask, tokenize)
 from bertforge.word_eval import (evaluate_analogies, evaluate_word_pairs, gensim_test_file, rankdata, spearman)
 
 
@@ -35,29 +35,28 @@ def topic_corpus(n_sentences: int = 1500, seed: int = 0) -> list[list[str]]:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_unigram_table_follows_count_to_the_three_quarters():
+def test_negative_table_follows_count_to_the_three_quarters():
     counts = np.array([5000, 1200, 300, 40, 7, 1])
-    size = 1_000_000
-    table = unigram_table(counts, 0.75, size)
-    assert len(table) == size
+    cdf = negative_cdf(counts, 0.75)
     p = counts ** 0.75 / (counts ** 0.75).sum()
-    share = np.bincount(table.numpy(), minlength=len(counts)) / size
-    np.testing.assert_allclose(share, p, atol=1.0 / size)  # rounding moves each share by < 1 slot
-    # drawing uniform slots samples P_n: 5-sigma binomial bounds on 400k draws
-    draws = table[torch.randint(0, size, (400_000,), generator=torch.Generator().manual_seed(0))]
+    np.testing.assert_allclose(np.diff(cdf.numpy(), prepend=0.0), p, rtol=1e-12)  # each word's share
+    # drawing samples P_n: 5-sigma binomial bounds on 400k draws
+    draws = draw_negatives(cdf, (400_000,), torch.Generator().manual_seed(0))
     freq = np.bincount(draws.numpy(), minlength=len(counts)) / 400_000
     assert np.all(np.abs(freq - p) < 5 * np.sqrt(p * (1 - p) / 400_000) + 1e-6)
     # exponent 1 is the unigram distribution itself, 0 the uniform one
-    np.testing.assert_allclose(np.bincount(unigram_table(counts, 1.0, size).numpy()) / size,
-                               counts / counts.sum(), atol=1.0 / size)
-    assert set(np.bincount(unigram_table(counts, 0.0, 600).numpy()).tolist()) == {100}
+    np.testing.assert_allclose(np.diff(negative_cdf(counts, 1.0).numpy(), prepend=0.0), counts / counts.sum())
+    np.testing.assert_allclose(np.diff(negative_cdf(counts, 0.0).numpy(), prepend=0.0), np.full(6, 1 / 6))
 
 
-def test_unigram_table_keeps_every_word_and_rejects_a_small_table():
-    table = unigram_table(np.array([10**9, 1, 1]), 0.75, 1000)
-    assert np.bincount(table.numpy()).min() >= 1 and len(table) == 1000
-    with pytest.raises(ValueError, match="smaller than the vocabulary"):
-        unigram_table(np.ones(10), 0.75, 5)
+def test_negative_table_equals_gensims_cum_table():
+    gensim = pytest.importorskip("gensim")
+    counts = np.array([900, 350, 350, 20, 6, 5])
+    model = gensim.models.Word2Vec(vector_size=4, min_count=1, negative=5, workers=1)
+    model.build_vocab_from_freq({f"w{i}": int(c) for i, c in enumerate(counts)})
+    order = [int(w[1:]) for w in model.wv.index_to_key]  # gensim sorts by count; ties in its own order
+    theirs = model.cum_table / float(model.cum_table[-1])  # gensim: integers up to 2^31 - 1
+    np.testing.assert_allclose(negative_cdf(counts[order], 0.75).numpy(), theirs, atol=1e-9)
 
 
 def test_keep_probabilities_are_the_c_tools_formula_and_gensims():
@@ -135,9 +134,9 @@ def test_one_step_is_sgd_on_the_summed_loss(sg):
     centre = torch.tensor([0, 1, 2, 0])
     ctx = torch.tensor([[3, 4, 5, 6], [7, 0, 9, 10], [11, 12, 3, 14], [3, 15, 16, 17]])
     ok = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 1], [1, 1, 1, 1], [0, 0, 0, 0]], dtype=torch.bool)
-    table = torch.arange(V)
+    table = negative_cdf(np.ones(V))
     gen = torch.Generator().manual_seed(5)
-    neg = table[torch.randint(0, V, (4, K), generator=torch.Generator().manual_seed(5))]  # what _step draws
+    neg = draw_negatives(table, (4, K), torch.Generator().manual_seed(5))  # what _step draws
     loss, pairs = model._step(centre, ctx, ok, table, gen, alpha=0.1)
 
     # reference: autograd on the same loss, in float64
@@ -169,6 +168,14 @@ def test_one_step_is_sgd_on_the_summed_loss(sg):
     assert loss == pytest.approx(ref.item(), rel=1e-5)
     torch.testing.assert_close(model.syn0.double(), exp0, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(model.syn1neg.double(), exp1, rtol=1e-5, atol=1e-6)
+
+
+def test_row_scale_caps_the_step_of_rows_repeated_in_a_batch():
+    from bertforge.word2vec import _row_scale
+
+    rows = torch.tensor([4, 4, 4, 7, 4, 9, 9])  # row 4 four times, 9 twice, 7 once
+    assert _row_scale(rows, cap=2).tolist() == pytest.approx([0.5, 0.5, 0.5, 1.0, 0.5, 1.0, 1.0])
+    assert _row_scale(rows, cap=4).tolist() == [1.0] * 7  # at most `cap` occurrences: plain SGD
 
 
 # ---------------------------------------------------------------------------------------------

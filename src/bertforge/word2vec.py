@@ -13,8 +13,8 @@ gensim's choices where the papers leave a detail open:
   (the paper's section 2.3 keeps it with probability sqrt(sample / phi)). See `keep_probabilities`.
 - dynamic window: each centre word draws its window b uniformly from 1..window (word2vec.c's
   `b = rand() % window`), which weights near contexts more.
-- negative sampling: K words drawn from the unigram distribution raised to 3/4 (`ns_exponent`), through a
-  table as in word2vec.c (`unigram_table`); a negative equal to the target is skipped.
+- negative sampling: K words drawn from the unigram distribution raised to 3/4 (`ns_exponent`), through
+  its cumulative table as gensim does (`negative_cdf`); a negative equal to the target is skipped.
 - learning rate: plain SGD, decayed linearly from `alpha` to `min_alpha` over all epochs by the number of
   corpus words processed (gensim's schedule; word2vec.c's with min_alpha = alpha * 1e-4).
 - initialisation: input vectors uniform in [-0.5/D, 0.5/D), output vectors zero (word2vec.c).
@@ -103,13 +103,12 @@ class Word2VecConfig:
     workers: int = 1  # threads running jobs in parallel (Hogwild); 1 = reproducible
     dup_cap: int = 16  # rows occurring more often in one batch get their step scaled down (see docstring)
     chunk_words: int = 65_536  # corpus words per job (subsampled and windowed at a time)
-    table_size: int = 10_000_000  # unigram table length (word2vec.c: 1e8)
     seed: int = 1
     compute_loss: bool = True
 
     def __post_init__(self) -> None:
         for name in ("vector_size", "window", "min_count", "epochs", "batch_size", "chunk_words",
-                     "table_size", "dup_cap", "workers"):
+                     "dup_cap", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.negative < 1:
@@ -195,23 +194,23 @@ def subsample_mask(ids: Tensor, keep: Tensor, gen: Optional[torch.Generator] = N
     return torch.rand(len(ids), generator=gen) < keep[ids]
 
 
-def unigram_table(counts: np.ndarray, exponent: float = 0.75, size: int = 10_000_000) -> Tensor:
-    """word2vec.c's negative-sampling table: word i fills a share count_i^e / sum_j count_j^e of `size` slots.
+def negative_cdf(counts: np.ndarray, exponent: float = 0.75) -> Tensor:
+    """Cumulative noise distribution P_n(w) = U(w)^(3/4) / Z (Mikolov et al. 2013b, section 2.2), float64 (V,).
 
-    Drawing a uniform slot then samples P_n(w) = U(w)^(3/4) / Z (Mikolov et al. 2013b, section 2.2).
-    Shares are rounded by largest remainder so the slots sum to `size` exactly; every word keeps >= 1 slot.
+    The "table" negatives are drawn from: word i owns the interval [cdf[i-1], cdf[i]) of [0, 1), whose
+    length is exactly count_i^e / sum_j count_j^e. This is gensim's cum_table with bisection; word2vec.c
+    fills a 1e8-slot array instead, which rounds each share to a multiple of 1e-8.
     """
     p = np.asarray(counts, dtype=np.float64) ** exponent
-    p /= p.sum()
-    if size < len(p):
-        raise ValueError(f"table_size {size} is smaller than the vocabulary ({len(p)} words)")
-    slots = np.maximum(1, np.floor(p * size).astype(np.int64))
-    short = size - int(slots.sum())
-    if short > 0:  # largest remainders first
-        slots[np.argsort(-(p * size - np.floor(p * size)), kind="stable")[:short]] += 1
-    elif short < 0:  # only when the >= 1 floor overshot: take from the largest
-        slots[np.argsort(-slots, kind="stable")[: -short]] -= 1
-    return torch.from_numpy(np.repeat(np.arange(len(p), dtype=np.int64), slots))
+    cdf = torch.from_numpy(np.cumsum(p / p.sum()))
+    cdf[-1] = 1.0
+    return cdf
+
+
+def draw_negatives(cdf: Tensor, shape: tuple[int, ...], gen: Optional[torch.Generator] = None) -> Tensor:
+    """Word ids ~ the distribution of `cdf`: u ~ U[0, 1), the first i with u < cdf[i] (binary search)."""
+    u = torch.rand(shape, generator=gen, dtype=torch.float64)
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=len(cdf) - 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,10 +271,10 @@ def _intraop_threads(n: Optional[int]):
             torch.set_num_threads(before)
 
 
-def _row_scale(rows: Tensor, vocab_size: int, cap: int) -> Tensor:
+def _row_scale(rows: Tensor, cap: int) -> Tensor:
     """1 / max(1, n_r / cap) for each entry of `rows` (n_r = occurrences of that row in the batch)."""
-    n = torch.bincount(rows, minlength=vocab_size).to(torch.float32)
-    return (cap / n.clamp(min=cap))[rows]
+    n = torch.bincount(rows)[rows]  # (len(rows),)
+    return cap / n.clamp(min=cap).to(torch.float32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,7 +342,7 @@ class Word2Vec:
         if len(ids) == 0:
             raise ValueError("no in-vocabulary words to train on")
         keep = torch.from_numpy(keep_probabilities(self.vocab.counts, c.sample)).to(torch.float32)
-        table = unigram_table(self.vocab.counts, c.ns_exponent, c.table_size)
+        table = negative_cdf(self.vocab.counts, c.ns_exponent)
         total = raw_words * c.epochs
         per_id = raw_words / len(ids)  # progress is counted in raw corpus words (OOV included), as gensim
         starts = list(range(0, len(ids), c.chunk_words))
@@ -427,7 +426,7 @@ class Word2Vec:
         N, M = ctx.shape
         D = syn0.size(1)
         has_ctx = ok.any(1)
-        neg = table[torch.randint(0, len(table), (N, c.negative), generator=gen)]  # (N, K)
+        neg = draw_negatives(table, (N, c.negative), gen)  # (N, K)
         targets = torch.cat([centre[:, None], neg], 1)  # (N, 1+K)
         target_ok = torch.ones(N, 1 + c.negative)
         target_ok[:, 1:] = (neg != centre[:, None]).float()  # a negative equal to the target is skipped
@@ -448,8 +447,8 @@ class Word2Vec:
         rows_out, rows_in = targets.reshape(-1), ctx.reshape(-1)
         # SGD: the step is -alpha * gradient; the learning rate and the per-row duplicate scale are
         # folded into G before the products (cheaper than scaling the (rows, D) results)
-        scale_out = _row_scale(rows_out, len(syn1), c.dup_cap).view(N, 1, -1) * -alpha
-        scale_in = _row_scale(rows_in, len(syn0), c.dup_cap).view(N, M, 1) * -alpha
+        scale_out = _row_scale(rows_out, c.dup_cap).view(N, 1, -1) * -alpha
+        scale_in = _row_scale(rows_in, c.dup_cap).view(N, M, 1) * -alpha
         if h.size(1) == 1:  # CBOW: an outer product, cheaper elementwise than as a batched product
             step_w = (g * scale_out).transpose(1, 2) * h  # (N, 1+K, 1) * (N, 1, D)
         else:
