@@ -25,18 +25,18 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import torch
 
 from .checkpoint import load_state_into, read_state_dict
 from .config import BertConfig
+from .data.batching import BucketedLoader, feature_length, pad_collate
 from .data.choice import ChoiceExample, encode_choices, read_commonsenseqa, read_copa, read_swag
 from .data.classify import (TextExample, encode_label, encode_text_examples, label_kind, label_list,
                             read_classification_file)
 from .data.glue import glue_task, read_glue
-from .data.batching import BucketedLoader, feature_length, pad_collate
 from .data.ner import TaggedSentence, encode_tagged, read_conll, tag_list, word_predictions
 from .fileio import atomic_write_json
 from .heads import (BertForMultipleChoice, BertForSequenceClassification, BertForTokenClassification,
