@@ -99,7 +99,7 @@ class Word2VecConfig:
     ns_exponent: float = 0.75  # negatives ~ count ** ns_exponent
     cbow_mean: bool = True  # CBOW: mean (True) or sum of the context vectors
     max_vocab_size: Optional[int] = None  # keep only the most frequent words
-    batch_size: int = 1024  # centre words per vectorised SGD step
+    batch_size: int = 512  # centre words per vectorised SGD step
     workers: int = 1  # threads running jobs in parallel (Hogwild); 1 = reproducible
     dup_cap: int = 16  # rows occurring more often in one batch get their step scaled down (see docstring)
     chunk_words: int = 65_536  # corpus words per job (subsampled and windowed at a time)

@@ -26,7 +26,7 @@ def register(sub) -> None:
     t.add_argument("--alpha", type=float, default=0.025)
     t.add_argument("--min-alpha", type=float, default=1e-4)
     t.add_argument("--epochs", type=int, default=5)
-    t.add_argument("--batch-size", type=int, default=1024, help="centre words per vectorised step")
+    t.add_argument("--batch-size", type=int, default=512, help="centre words per vectorised step")
     t.add_argument("--seed", type=int, default=1)
     t.add_argument("--workers", type=int, default=2,
                    help="worker threads (Hogwild, as gensim); 1 makes a run reproducible")
