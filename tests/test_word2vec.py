@@ -123,7 +123,8 @@ def test_sgns_gradient_matches_autograd(M):
 
 @pytest.mark.parametrize("sg", [True, False])
 def test_one_step_is_sgd_on_the_summed_loss(sg):
-    """`_step` = syn -= alpha * dL/dsyn for the batch's loss (CBOW: each context word gets dL/dh undivided)."""
+    """`_step` = syn -= alpha * dL/dsyn for the batch's loss (CBOW: each context word gets dL/dh undivided);
+    rows repeated in the batch (centre 0, context 3) get the summed gradient."""
     V, D, K = 30, 8, 3
     model = Word2Vec(Word2VecConfig(sg=sg, vector_size=D, negative=K, min_count=1, dup_cap=10**6))
     model.vocab = Vocab([f"w{i}" for i in range(V)], np.ones(V, dtype=np.int64))
@@ -134,17 +135,15 @@ def test_one_step_is_sgd_on_the_summed_loss(sg):
     centre = torch.tensor([0, 1, 2, 0])
     ctx = torch.tensor([[3, 4, 5, 6], [7, 0, 9, 10], [11, 12, 3, 14], [3, 15, 16, 17]])
     ok = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 1], [1, 1, 1, 1], [0, 0, 0, 0]], dtype=torch.bool)
-    table = negative_cdf(np.ones(V))
-    gen = torch.Generator().manual_seed(5)
-    neg = draw_negatives(table, (4, K), torch.Generator().manual_seed(5))  # what _step draws
-    loss, pairs = model._step(centre, ctx, ok, table, gen, alpha=0.1)
+    neg = torch.tensor([[5, 0, 8], [1, 2, 29], [3, 3, 2], [7, 0, 11]])  # 0 in row 0, 1 in row 1: skipped
+    targets = torch.cat([centre[:, None], neg], 1)
+    tvalid = torch.ones(4, 1 + K)
+    tvalid[:, 1:] = (neg != centre[:, None]).float()
+    loss, pairs = model._step(targets, tvalid, ctx, ok.float(), alpha=0.1)
 
     # reference: autograd on the same loss, in float64
     s0, s1 = syn0.clone().requires_grad_(), syn1.clone().requires_grad_()
-    targets = torch.cat([centre[:, None], neg], 1)
-    tvalid = torch.ones(4, 1 + K, dtype=torch.float64)
-    tvalid[:, 1:] = (neg != centre[:, None]).double()
-    okf = ok.double()
+    tvalid, okf = tvalid.double(), ok.double()
     if sg:
         h = s0[ctx]
         valid = okf[:, :, None] * tvalid[:, None, :]

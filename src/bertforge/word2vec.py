@@ -19,7 +19,7 @@ gensim's choices where the papers leave a detail open:
   corpus words processed (gensim's schedule; word2vec.c's with min_alpha = alpha * 1e-4).
 - initialisation: input vectors uniform in [-0.5/D, 0.5/D), output vectors zero (word2vec.c).
 
-What we do differently, to vectorise (each choice is what the parallel word2vec papers do):
+What we do differently, to vectorise (docs/word2vec.md measures what each costs or saves):
 - Skip-gram follows word2vec.c's direction: the input vector of each context word c in the window of
   centre w predicts w against K negatives; the context words of one window *share* the same K negatives
   (Ji et al. 2016, "Parallelizing Word2Vec in Shared and Distributed Memory", section 3), which turns the
@@ -31,6 +31,8 @@ What we do differently, to vectorise (each choice is what the parallel word2vec 
   ("the", "of") occurs hundreds of times per batch, and the sum of hundreds of stale gradients
   overshoots and diverges where sequential SGD would have let each step see the last (see
   `_row_scale`). Rows occurring at most `dup_cap` times, i.e. nearly all words, get plain SGD.
+- Jobs (slices of `chunk_words` words) run in `workers` threads that update the shared vectors without
+  locks (Hogwild, like word2vec.c's and gensim's threads); see `Word2Vec.train`.
 - CBOW with `cbow_mean` averages the context vectors and adds the full (not divided) error to each,
   as word2vec.c and gensim do.
 
@@ -44,8 +46,10 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from itertools import chain, repeat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Sequence
@@ -150,10 +154,7 @@ class Vocab:
     @classmethod
     def build(cls, sentences: Iterable[Sequence[str]], min_count: int = 5,
               max_size: Optional[int] = None) -> "Vocab":
-        counts: dict[str, int] = {}
-        for sentence in sentences:
-            for w in sentence:
-                counts[w] = counts.get(w, 0) + 1
+        counts = Counter(chain.from_iterable(sentences))  # C-level counting; keeps first-seen order
         kept = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: -counts[w])  # stable
         if max_size is not None:
             kept = kept[:max_size]
@@ -162,18 +163,16 @@ class Vocab:
                              f"(corpus has {len(counts)} distinct words)")
         return cls(kept, np.array([counts[w] for w in kept], dtype=np.int64))
 
-    def encode(self, sentences: Iterable[Sequence[str]]) -> tuple[Tensor, Tensor, int]:
+    def encode(self, sentences: Sequence[Sequence[str]]) -> tuple[Tensor, Tensor, int]:
         """Sentences -> (ids (N,), sentence index (N,), raw word count) with out-of-vocabulary words dropped."""
-        ids: list[int] = []
-        sent: list[int] = []
-        raw = 0
-        index = self.index
-        for k, sentence in enumerate(sentences):
-            raw += len(sentence)
-            kept = [index[w] for w in sentence if w in index]
-            ids.extend(kept)
-            sent.extend([k] * len(kept))
-        return torch.tensor(ids, dtype=torch.int64), torch.tensor(sent, dtype=torch.int64), raw
+        lengths = np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences))
+        raw = int(lengths.sum())
+        # map() with dict.get runs in C: about 10x faster than a Python loop over the tokens
+        ids = np.fromiter(map(self.index.get, chain.from_iterable(sentences), repeat(-1)), dtype=np.int64,
+                          count=raw)
+        sent = np.repeat(np.arange(len(sentences), dtype=np.int64), lengths)
+        known = ids >= 0
+        return torch.from_numpy(ids[known]), torch.from_numpy(sent[known]), raw
 
 
 def keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:
@@ -342,7 +341,7 @@ class Word2Vec:
         if len(ids) == 0:
             raise ValueError("no in-vocabulary words to train on")
         keep = torch.from_numpy(keep_probabilities(self.vocab.counts, c.sample)).to(torch.float32)
-        table = negative_cdf(self.vocab.counts, c.ns_exponent)
+        cdf = negative_cdf(self.vocab.counts, c.ns_exponent)
         total = raw_words * c.epochs
         per_id = raw_words / len(ids)  # progress is counted in raw corpus words (OOV included), as gensim
         starts = list(range(0, len(ids), c.chunk_words))
@@ -355,7 +354,7 @@ class Word2Vec:
             n_ids = len(ids[chunk])
             first = epoch * raw_words + lo * per_id  # words done before this job, in schedule order
             gen = torch.Generator().manual_seed(int(seeds[epoch, k]))
-            loss, pairs = self._train_job(ids[chunk], sent[chunk], keep, table, gen,
+            loss, pairs = self._train_job(ids[chunk], sent[chunk], keep, cdf, gen,
                                           lambda f: self._alpha(first + f * n_ids * per_id, total))
             return epoch, n_ids * per_id, loss, pairs
 
@@ -382,7 +381,7 @@ class Word2Vec:
         c = self.config
         return max(c.min_alpha, c.alpha - (c.alpha - c.min_alpha) * words_done / words_total)
 
-    def _train_job(self, ids: Tensor, sent: Tensor, keep: Tensor, table: Tensor, gen: torch.Generator,
+    def _train_job(self, ids: Tensor, sent: Tensor, keep: Tensor, cdf: Tensor, gen: torch.Generator,
                    alpha_at: Callable[[float], float]) -> tuple[float, int]:
         """Subsample, draw windows, and train on one slice; returns (loss sum, pairs trained)."""
         c, W = self.config, self.config.window
@@ -404,44 +403,50 @@ class Word2Vec:
         # bucket the centres by window size so each batch holds exactly 2b context slots (no padding
         # waste); one gather puts the buckets side by side, then every batch is a slice
         order = torch.argsort(b, stable=True)
-        ids, ctx, ok = ids[order], ctx[order], ok[order]
+        ids, ctx, okf = ids[order], ctx[order], ok[order].float()
+        # everything that does not depend on the vectors is drawn for the whole job at once
+        neg = draw_negatives(cdf, (n, c.negative), gen)  # (n, K)
+        targets = torch.cat([ids[:, None], neg], 1)  # (n, 1+K): the centre, then its K negatives
+        target_ok = torch.ones(n, 1 + c.negative)
+        target_ok[:, 1:] = (neg != ids[:, None]).float()  # a negative equal to the target is skipped
         sizes = torch.bincount(b, minlength=W + 1).tolist()
         first, loss_sum, pairs = 0, 0.0, 0
         for size in range(1, W + 1):
             end = first + sizes[size]
+            slots = slice(W - size, W + size)
             for lo in range(first, end, c.batch_size):
                 hi = min(lo + c.batch_size, end)
-                loss, n_pairs = self._step(ids[lo:hi], ctx[lo:hi, W - size:W + size], ok[lo:hi, W - size:W + size],
-                                           table, gen, alpha_at(lo / n))
+                loss, n_pairs = self._step(targets[lo:hi], target_ok[lo:hi], ctx[lo:hi, slots], okf[lo:hi, slots],
+                                           alpha_at(lo / n))
                 loss_sum += loss
                 pairs += n_pairs
             first = end
         return loss_sum, pairs
 
-    def _step(self, centre: Tensor, ctx: Tensor, ok: Tensor, table: Tensor, gen: torch.Generator,
-              alpha: float) -> tuple[float, int]:
-        """One SGD step for N centre words: centre (N,), ctx (N, M) context ids, ok (N, M) which are real."""
+    def _step(self, targets: Tensor, target_ok: Tensor, ctx: Tensor, okf: Tensor, alpha: float
+              ) -> tuple[float, int]:
+        """One SGD step for N centre words.
+
+        targets (N, 1+K): the centre word then its negatives; target_ok (N, 1+K): 1, or 0 for a negative to
+        skip; ctx (N, M): context word ids; okf (N, M): 1 for a real context slot, 0 for an empty one.
+        Returns (loss summed over the batch, pairs trained).
+        """
         c = self.config
         syn0, syn1 = self.syn0, self.syn1neg
         N, M = ctx.shape
         D = syn0.size(1)
-        has_ctx = ok.any(1)
-        neg = draw_negatives(table, (N, c.negative), gen)  # (N, K)
-        targets = torch.cat([centre[:, None], neg], 1)  # (N, 1+K)
-        target_ok = torch.ones(N, 1 + c.negative)
-        target_ok[:, 1:] = (neg != centre[:, None]).float()  # a negative equal to the target is skipped
         w_out = torch.nn.functional.embedding(targets, syn1)  # (N, 1+K, D)
-        okf = ok.to(syn0.dtype)
         if c.sg:
             h = torch.nn.functional.embedding(ctx, syn0)  # (N, M, D): each context word predicts the centre
             valid = okf[:, :, None] * target_ok[:, None, :]  # (N, M, 1+K)
-            pairs = int(ok.sum())
+            pairs = int(okf.sum())
         else:
             n_ctx = okf.sum(1, keepdim=True)  # (N, 1)
+            has_ctx = (n_ctx > 0).float()  # (N, 1)
             weights = okf / n_ctx.clamp(min=1) if c.cbow_mean else okf  # (N, M)
             # the (weighted) sum of the context vectors without materialising them: (N, 1, D)
             h = torch.nn.functional.embedding_bag(ctx, syn0, mode="sum", per_sample_weights=weights)[:, None, :]
-            valid = (target_ok * has_ctx[:, None].float())[:, None, :]  # (N, 1, 1+K)
+            valid = (target_ok * has_ctx)[:, None, :]  # (N, 1, 1+K)
             pairs = int(has_ctx.sum())
         g, losses = sgns_dscores(h, w_out, valid, c.compute_loss)  # dL/ds (N, M|1, 1+K)
         rows_out, rows_in = targets.reshape(-1), ctx.reshape(-1)

@@ -47,7 +47,8 @@ def register(sub) -> None:
     e.add_argument("--restrict-vocab", type=int, default=30_000, help="analogy search space (top words)")
     e.set_defaults(func=run_eval)
 
-    s = wsub.add_parser("similar", help="nearest words (cosine); with --minus, analogies (king - man + woman)")
+    s = wsub.add_parser("similar", aliases=["query"],
+                        help="nearest words (cosine); with --minus, analogies (king - man + woman)")
     s.add_argument("vectors", type=Path)
     s.add_argument("words", nargs="+", help="positive words")
     s.add_argument("--minus", nargs="*", default=[], help="negative words")
