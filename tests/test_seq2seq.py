@@ -312,7 +312,7 @@ def test_train_translation_on_aligned_files_with_separate_vocabularies(tmp_path)
     for split, n in (("train", 40), ("dev", 4)):
         (data / f"{split}.de").write_text("\n".join(de[:n]) + "\n", encoding="utf-8")
         (data / f"{split}.en").write_text("\n".join(en[:n]) + "\n", encoding="utf-8")
-    cfg = TranslationTrainConfig(out_dir=str(tmp_path / "run"), data_dir=str(data), preset="tiny", vocab_size=60,
+    cfg = TranslationTrainConfig(out_dir=str(tmp_path / "run"), data_dir=str(data), preset="tiny", vocab_size=120,
                                  joint_vocab=False, max_steps=4, max_tokens=64, eval_every=2, save_every=2,
                                  warmup_steps=2, eval_sentences=4)
     translator = train_translation(cfg, log=lambda msg: None)
