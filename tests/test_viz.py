@@ -89,6 +89,55 @@ def test_attention_html_is_self_contained_and_holds_the_probabilities(minilm, tm
     assert "&lt;/script&gt;" in page  # the title is escaped
 
 
+NODE_DOM_STUB = r"""
+// Just enough DOM for the page's script; then hover a token, switch to the mean over heads, hover again.
+const fs = require("fs");
+function el() {
+  const e = {children: [], style: {}, className: "", textContent: "", value: "", title: "", options: [],
+    appendChild(c) { this.children.push(c); return c; },
+    add(o) { this.options.push(o); },
+    insertRow() { return this.appendChild(el()); },
+    insertCell() { return this.appendChild(el()); },
+    set innerHTML(v) { this.children.length = 0; }};
+  Object.defineProperty(e, "childNodes", {get() { return e.children; }});
+  return e;
+}
+const els = {}, page = fs.readFileSync(process.argv[2], "utf8");
+global.Option = function (text, value) { this.text = text; this.value = value; };
+global.document = {createElement: el, getElementById(id) {
+  if (id === "attention-data") return {textContent: page.match(/application\/json">([\s\S]*?)<\/script>/)[1]};
+  return els[id] || (els[id] = el());
+}};
+eval(page.match(/<script>([\s\S]*?)<\/script>/)[1]);
+const shades = () => els.tokens.children.map(t => parseFloat(t.style.background.split(",")[3]));
+els.tokens.children[3].onmouseenter();
+const out = {head: shades(), info: els.info.textContent, rows: els.grid.children.length};
+els.head.value = "mean"; els.head.onchange(); els.tokens.children[3].onmouseenter();
+out.mean = shades();
+console.log(JSON.stringify(out));
+"""
+
+
+def test_attention_html_script_runs_and_shades_by_the_probabilities(minilm, tmp_path):
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: the page's JavaScript is not run")
+    _, _, tokens, att = minilm
+    page = tmp_path / "a.html"
+    page.write_text(attention_html(tokens, att, layer=2, head=5), encoding="utf-8")
+    (tmp_path / "stub.js").write_text(NODE_DOM_STUB, encoding="utf-8")
+    out = json.loads(subprocess.run([node, str(tmp_path / "stub.js"), str(page)], capture_output=True, text=True,
+                                    check=True, timeout=60).stdout)
+    np.testing.assert_allclose(out["head"], att[2, 5, 3].numpy(), atol=6e-4)  # shades: 3 decimals
+    np.testing.assert_allclose(out["mean"], att[2, :, 3].mean(0).numpy(), atol=6e-4)
+    best = int(att[2, 5, 3].argmax())
+    assert out["info"].startswith(f"\u201c{tokens[3]}\u201d attends most to \u201c{tokens[best]}\u201d")
+    assert out["rows"] == len(tokens) + 1  # header row + one per query token
+
+
 def test_positional_encoding_picture_is_the_formula(tmp_path):
     fig = positional_encoding_figure(max_len=50, d_model=64, dims=(0, 1, 20, 63))
     heat = np.asarray(fig.axes[0].images[0].get_array())
