@@ -13,25 +13,25 @@ from typing import Optional, Sequence
 import torch
 
 from .bert import BertModel, mean_pool
+from .inference import PRECISIONS, check_precision, precision_context, prepare_model
 from .tokenizer import Tokenizer
 
-PRECISIONS = ("fp32", "bf16", "int8")
+__all__ = ["PRECISIONS", "SentenceEncoder"]
 
 
 class SentenceEncoder:
     """Encode sentences into unit vectors with a BERT encoder (default: the real all-MiniLM-L6-v2)."""
 
     def __init__(self, model_dir: Optional[str | Path] = None, device: str = "cpu", precision: str = "fp32",
-                 batch_size: int = 32, max_length: int = 256):
+                 batch_size: int = 32, max_length: int = 256, compile: bool = False):
+        """`precision` and `compile` are described in `bertforge.inference`."""
         from .checkpoint import minilm_path
 
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        check_precision(precision)
         model_dir = Path(model_dir) if model_dir is not None else minilm_path()
         self.tokenizer = Tokenizer.from_pretrained(model_dir)
-        model = BertModel.from_pretrained(model_dir).to(device).eval()
-        if precision == "int8":
-            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        model = prepare_model(BertModel.from_pretrained(model_dir), device, precision, compile)
+        self.config = model.config
         self.model, self.device, self.precision = model, device, precision
         self.batch_size, self.max_length = batch_size, max_length  # all-MiniLM-L6-v2 truncates at 256
 
@@ -42,15 +42,13 @@ class SentenceEncoder:
             raise TypeError("encode() takes a list of sentences, not one str")
         lengths = [len(self.tokenizer.tokenize(s)) for s in sentences]
         order = sorted(range(len(sentences)), key=lengths.__getitem__)
-        out = torch.empty(len(sentences), self.model.config.hidden_size)
-        autocast = torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16,
-                                  enabled=self.precision == "bf16")
+        out = torch.empty(len(sentences), self.config.hidden_size)
         for i in range(0, len(order), self.batch_size):
             idx = order[i : i + self.batch_size]
             batch = self.tokenizer.encode_batch([sentences[k] for k in idx], max_length=self.max_length,
                                                 truncation=True, padding="longest", return_tensors="pt")
             ids, am = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
-            with autocast:
+            with precision_context(self.device, self.precision):
                 hidden = self.model(ids, am, batch["token_type_ids"].to(self.device)).last_hidden_state
             out[idx] = mean_pool(hidden.float(), am).cpu()
         return out

@@ -19,11 +19,12 @@ import torch
 
 from .data.squad import SquadExample, collate, examples_to_features, length_bucketed_batches
 from .heads import BertForQuestionAnswering
+from .inference import PRECISIONS, check_device, check_precision, precision_context, prepare_model
 from .qa_decode import QAPredictions, decode_spans
 from .tokenizer import Tokenizer
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "qa-minilm"
-PRECISIONS = ("fp32", "bf16", "int8")
+__all__ = ["Answer", "DEFAULT_MODEL", "PRECISIONS", "QuestionAnswerer", "load_qa_model", "sentence_around"]
 
 
 @dataclass
@@ -49,12 +50,12 @@ def sentence_around(context: str, start: int, end: int, max_chars: int = 300) ->
     return (context[left:start] + "**" + context[start:end] + "**" + context[end:right]).strip()
 
 
-def load_qa_model(model_dir: str | Path, device: str = "cpu", precision: str = "fp32"
+def load_qa_model(model_dir: str | Path, device: str = "cpu", precision: str = "fp32", compile: bool = False
                   ) -> tuple[BertForQuestionAnswering, Tokenizer]:
     """Load a QA model and its tokenizer; refuse a checkpoint without a trained QA head."""
     model_dir = Path(model_dir)
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    check_precision(precision)
+    check_device(device)
     if not model_dir.is_dir():
         hint = (" (the shipped model is missing: reinstall bertforge or train one with "
                 "`bertforge finetune squad`)" if model_dir == DEFAULT_MODEL else "")
@@ -68,14 +69,7 @@ def load_qa_model(model_dir: str | Path, device: str = "cpu", precision: str = "
     if tokenizer.vocab_size != model.config.vocab_size:
         raise ValueError(f"{model_dir}: tokenizer has {tokenizer.vocab_size} tokens but the model "
                          f"expects {model.config.vocab_size}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA device is available")
-    model = model.to(device).eval()
-    if precision == "int8":
-        if device != "cpu":
-            raise ValueError("int8 dynamic quantization runs on the CPU only")
-        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    return model, tokenizer
+    return prepare_model(model, device, precision, compile), tokenizer
 
 
 class QuestionAnswerer:
@@ -84,10 +78,13 @@ class QuestionAnswerer:
     def __init__(self, model_dir: str | Path = DEFAULT_MODEL, device: str = "cpu", precision: str = "fp32",
                  batch_size: int = 32, max_seq_length: int = 384, max_query_length: int = 64,
                  window_overlap: int = 128, max_answer_length: int = 30, n_best_size: int = 20,
-                 model: Optional[BertForQuestionAnswering] = None, tokenizer: Optional[Tokenizer] = None):
-        """Load `model_dir`, or use an in-memory `model` and `tokenizer` (evaluation during training)."""
+                 model: Optional[BertForQuestionAnswering] = None, tokenizer: Optional[Tokenizer] = None,
+                 compile: bool = False):
+        """Load `model_dir`, or use an in-memory `model` and `tokenizer` (evaluation during training).
+
+        `precision` and `compile` are described in `bertforge.inference`."""
         if model is None or tokenizer is None:
-            model, tokenizer = load_qa_model(model_dir, device, precision)
+            model, tokenizer = load_qa_model(model_dir, device, precision, compile)
         self.model, self.tokenizer = model, tokenizer
         self.device, self.precision, self.batch_size = device, precision, batch_size
         self.max_seq_length, self.max_query_length = max_seq_length, max_query_length
@@ -112,10 +109,9 @@ class QuestionAnswerer:
         """Start and end logits of every feature (trimmed to its length), in the features' order."""
         starts: list[Optional[torch.Tensor]] = [None] * len(features)
         ends: list[Optional[torch.Tensor]] = [None] * len(features)
-        autocast = torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.precision == "bf16")
         for idx in length_bucketed_batches(features, self.batch_size):
             batch = collate([features[k] for k in idx])
-            with autocast:
+            with precision_context(self.device, self.precision):
                 out = self.model(**{k: batch[k].to(self.device) for k in
                                     ("input_ids", "attention_mask", "token_type_ids")})
             # bertforge heads return logits=(start, end); HF's QA models start_logits / end_logits

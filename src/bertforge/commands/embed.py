@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     if not sentences:
         raise ValueError("no sentences given (one per line on stdin or in --input)")
     enc = SentenceEncoder(args.model, device=args.device, precision=args.precision,
-                          batch_size=args.batch_size, max_length=args.max_length)
+                          batch_size=args.batch_size, max_length=args.max_length, compile=args.compile)
     vectors = enc.encode(sentences)
     if args.out:
         import numpy as np

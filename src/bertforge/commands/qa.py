@@ -8,11 +8,13 @@ from pathlib import Path
 
 
 def add_inference_flags(p: argparse.ArgumentParser) -> None:
-    """--precision / --device / --batch-size, shared by qa, evaluate and embed."""
+    """--precision / --device / --batch-size / --compile, shared by qa, evaluate and embed."""
     p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
                    help="fp32 (reference), bf16 (autocast), int8 (dynamic quantization, CPU)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (off by default: see docs/inference.md for when it pays)")
 
 
 def register(sub) -> None:
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     qa = QuestionAnswerer(args.model or DEFAULT_MODEL, device=args.device, precision=args.precision,
                           batch_size=args.batch_size, max_seq_length=args.max_seq_length,
                           max_query_length=args.max_query_length, window_overlap=args.window_overlap,
-                          max_answer_length=args.max_answer_length)
+                          max_answer_length=args.max_answer_length, compile=args.compile)
     for question, answers in zip(questions, qa.answer_many(questions, context, top_k=args.top_k)):
         if args.json:
             print(json.dumps({"question": question, "answers": [a.to_dict() for a in answers]},
@@ -151,7 +153,7 @@ def add_evaluate_squad(tasks) -> None:
         scores = evaluate_squad(a.model or DEFAULT_MODEL, a.data, a.out, null_threshold=a.null_threshold,
                                 device=a.device, precision=a.precision, batch_size=a.batch_size,
                                 max_seq_length=a.max_seq_length, max_query_length=a.max_query_length,
-                                window_overlap=a.window_overlap)
+                                window_overlap=a.window_overlap, compile=a.compile)
         print(json.dumps(scores, indent=2))
         return 0
 
