@@ -85,6 +85,7 @@ def test_compiled_model_equals_eager():
 
 
 @cuda
+@pytest.mark.cuda
 def test_cuda_unpadded_equals_padded_and_matches_cpu(minilm_dir):
     model = BertModel.from_pretrained(minilm_dir).eval()
     ids = torch.randint(1000, 20000, (4, 64))

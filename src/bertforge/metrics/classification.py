@@ -11,6 +11,19 @@ from typing import Sequence
 
 import numpy as np
 
+_PIP = {"sklearn": "scikit-learn", "scipy": "scipy", "seqeval": "seqeval"}
+
+
+def _lib(module: str):
+    """Import `module` (e.g. 'sklearn.metrics'), or say how to install the fine-tuning extras."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        pkg = _PIP[module.split(".")[0]]
+        raise ImportError(f"this metric needs {pkg}: pip install 'bertforge[finetune]' (or pip install {pkg})") from e
+
 
 def _check(pred: Sequence, ref: Sequence) -> None:
     if len(pred) != len(ref):
@@ -20,7 +33,7 @@ def _check(pred: Sequence, ref: Sequence) -> None:
 
 
 def accuracy(pred: Sequence, ref: Sequence) -> float:
-    from sklearn.metrics import accuracy_score
+    accuracy_score = _lib("sklearn.metrics").accuracy_score
 
     _check(pred, ref)
     return float(accuracy_score(ref, pred))
@@ -28,14 +41,14 @@ def accuracy(pred: Sequence, ref: Sequence) -> float:
 
 def f1(pred: Sequence[int], ref: Sequence[int], positive: int = 1) -> float:
     """Binary F1 of the positive class (MRPC: 'is a paraphrase')."""
-    from sklearn.metrics import f1_score
+    f1_score = _lib("sklearn.metrics").f1_score
 
     _check(pred, ref)
     return float(f1_score(ref, pred, pos_label=positive, average="binary", zero_division=0))
 
 
 def macro_f1(pred: Sequence, ref: Sequence) -> float:
-    from sklearn.metrics import f1_score
+    f1_score = _lib("sklearn.metrics").f1_score
 
     _check(pred, ref)
     return float(f1_score(ref, pred, average="macro", zero_division=0))
@@ -43,7 +56,7 @@ def macro_f1(pred: Sequence, ref: Sequence) -> float:
 
 def matthews(pred: Sequence[int], ref: Sequence[int]) -> float:
     """Matthews correlation (CoLA): 0 for a constant predictor, 1 for a perfect one."""
-    from sklearn.metrics import matthews_corrcoef
+    matthews_corrcoef = _lib("sklearn.metrics").matthews_corrcoef
 
     _check(pred, ref)
     return float(matthews_corrcoef(ref, pred))
@@ -51,7 +64,8 @@ def matthews(pred: Sequence[int], ref: Sequence[int]) -> float:
 
 def pearson_spearman(pred: Sequence[float], ref: Sequence[float]) -> dict[str, float]:
     """Pearson and Spearman correlation (STS-B). A constant prediction has no correlation: 0, not NaN."""
-    from scipy.stats import pearsonr, spearmanr
+    stats = _lib("scipy.stats")
+    pearsonr, spearmanr = stats.pearsonr, stats.spearmanr
 
     _check(pred, ref)
     p, r = np.asarray(pred, dtype=np.float64), np.asarray(ref, dtype=np.float64)
@@ -62,7 +76,8 @@ def pearson_spearman(pred: Sequence[float], ref: Sequence[float]) -> dict[str, f
 
 def multilabel_scores(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     """(N, L) 0/1 arrays: micro-averaged F1 and exact-match ('subset') accuracy."""
-    from sklearn.metrics import accuracy_score, f1_score
+    sk = _lib("sklearn.metrics")
+    accuracy_score, f1_score = sk.accuracy_score, sk.f1_score
 
     pred, ref = np.asarray(pred), np.asarray(ref)
     if pred.shape != ref.shape:
@@ -74,7 +89,9 @@ def multilabel_scores(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
 def entity_scores(pred: Sequence[Sequence[str]], ref: Sequence[Sequence[str]]) -> dict[str, float]:
     """Entity-level micro precision / recall / F1 over IOB2 tag sequences (seqeval, CoNLL evaluation),
     plus token accuracy."""
-    from seqeval.metrics import accuracy_score, f1_score, precision_score, recall_score
+    sq = _lib("seqeval.metrics")
+    accuracy_score, f1_score, precision_score, recall_score = (sq.accuracy_score, sq.f1_score, sq.precision_score,
+                                                               sq.recall_score)
 
     _check(pred, ref)
     for i, (p, r) in enumerate(zip(pred, ref)):
