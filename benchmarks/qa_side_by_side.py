@@ -107,6 +107,7 @@ def main() -> None:
             continue
         results[name] = {s: evaluate_squad(d, f) for s, f in (("xquad", args.data / "xquad" / "xquad.en.json"),
                                                               ("covid", args.data / "covid_qa" / "covid-qa-dev.json"))}
+        (Path(d) / "scores.json").write_text(json.dumps(results[name], indent=1))
     (args.out / "side_by_side.json").write_text(json.dumps(results, indent=1))
     print(f"\ntrain + eval {minutes:.1f} min; {args.epochs} epoch(s), lr {args.lr}, batch {args.batch_size}, "
           f"seed {args.seed}, {args.precision}\n")

@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--precision", default="bf16")
     ap.add_argument("--negatives-per-question", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--save-every", type=int, default=100, help="checkpoint every N steps (resume with --resume)")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--ship", action="store_true", help=f"copy the result (fp16) into {SHIP_DIR}")
     args = ap.parse_args(argv)
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     covid_train = args.data / "covid_qa" / "covid-qa-train.json"
     cfg = QATrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                         precision=args.precision, negatives_per_question=args.negatives_per_question,
-                        resume=args.resume)
+                        save_every=args.save_every, resume=args.resume)
     t0 = time.time()
     model = finetune_squad(minilm_path(), [split_file, covid_train], None, args.out / "model", cfg)
     minutes = (time.time() - t0) / 60

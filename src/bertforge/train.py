@@ -130,6 +130,29 @@ def init_distributed() -> tuple[int, int]:
     return 0, 1
 
 
+def limit_allocator_growth(mmap_threshold: int = 64 * 1024) -> bool:
+    """Stop glibc's heap from growing without bound on varied-shape CPU training (Linux only).
+
+    With batches of varying length, glibc raises its mmap threshold after each large free and then
+    serves the next tensors from a heap that fragments: a MiniLM SQuAD run (bf16, length-bucketed
+    batches) grew to 12.7 GB RSS by step 169 and was OOM-killed; HF's model in the same loop reached
+    12 GB. A fixed threshold (what MALLOC_MMAP_THRESHOLD_=65536 does) gives large tensors back to the OS
+    on free: the rerun stayed at 2.1 GB at the same speed. Returns whether the setting was applied.
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        M_MMAP_THRESHOLD = -3
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold))
+    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
+        return False
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups: decay on matrices (weights, embeddings), none on biases and LayerNorm weights (ndim < 2)."""
     params = [p for p in model.parameters() if p.requires_grad]  # shared (tied) parameters appear once
@@ -154,6 +177,8 @@ class Trainer:
         self.out_dir = Path(config.out_dir)
         self._init_distributed()
         random.seed(config.seed), np.random.seed(config.seed), torch.manual_seed(config.seed)
+        if self.device.type == "cpu":
+            limit_allocator_growth()
         self.model = model.to(self.device)
         if self.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
