@@ -9,7 +9,9 @@ from pathlib import Path
 
 def add_inference_flags(p: argparse.ArgumentParser) -> None:
     """--precision / --device / --batch-size / --compile, shared by qa, evaluate and embed."""
-    p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
+    from ..inference import PRECISIONS
+
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32 (reference), bf16 (autocast), int8 (dynamic quantization, CPU)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--batch-size", type=int, default=32)
