@@ -92,7 +92,7 @@ def run_one(task: str, side: str, seed: int, args, scratch: Path) -> dict:
     settings = ft.FinetuneSettings(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=seed,
                                    patience=None, evals_per_epoch=args.evals_per_epoch, progress=False,
                                    precision="bf16" if args.bf16 and side == "bertforge" else "fp32",
-                                   bucket=side == "bertforge" or args.same_batches)
+                                   bucket=(side == "bertforge" or args.same_batches) and not args.no_bucket)
     torch.manual_seed(seed)
     model = ft.build_model(base, data)  # the seeded head on MiniLM: both sides start here
     if side == "hf":
@@ -176,7 +176,8 @@ def report(path: Path) -> None:
             r0 = bf[0]
             base = r0["baseline"]
             setup = (f"{r0['epochs']:g} ep, lr {r0['lr']:g}, bs {r0['batch_size']}, len {r0['max_length']}, "
-                     f"n_train {r0['n_train']}" + (", bf16" if bf16 else "") + (", same batches" if r0["same_batches"] else ""))
+                     f"n_train {r0['n_train']}" + (", bf16" if bf16 else "") + (", same batches" if r0["same_batches"] else "")
+                     + (", no bucketing" if r0["setup"].get("no_bucket") else ""))
             print(f"{task:<14}{r0['metric']:<10}{100 * base:>9.1f} | {bcell:<28}"
                   f"{hcell:<28}{bmean - hmean:>+7.1f} | {btps:>9.0f}{htps:>9.0f}{btps / htps:>7.2f} | {bcpu:>12.0f}{hcpu:>7.0f}{bcpu / hcpu:>7.2f}  {setup}")
     print("scores x100 of the kept (best dev) checkpoint; ± = sample std over seeds; tok/s = real (non-padding) "
@@ -195,6 +196,8 @@ def main() -> None:
     ap.add_argument("--max-train", type=int, default=None, help="subsample the training set (seeded)")
     ap.add_argument("--bf16", action="store_true", help="bertforge side under bf16 autocast")
     ap.add_argument("--same-batches", action="store_true", help="HF uses bertforge's bucketed batches too")
+    ap.add_argument("--no-bucket", action="store_true",
+                    help="bertforge uses plain shuffled batches too (its speed then comes from skipping padding)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="runs/bench_finetune")
     ap.add_argument("--report", action="store_true", help="only print the table from <out>/results.jsonl")
@@ -213,7 +216,8 @@ def main() -> None:
         return
     out.mkdir(parents=True, exist_ok=True)
     setup = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "max_train": args.max_train,
-             "same_batches": args.same_batches, "evals_per_epoch": args.evals_per_epoch}
+             "same_batches": args.same_batches, "evals_per_epoch": args.evals_per_epoch,
+             **({"no_bucket": True} if args.no_bucket else {})}
     rows = [json.loads(x) for x in results.read_text().splitlines() if x.strip()] if results.exists() else []
     done = {(r["task"], r["side"], r["seed"], r["bf16"], json.dumps(r["setup"], sort_keys=True)) for r in rows}
     scratch = Path(tempfile.mkdtemp(prefix="bench_finetune_", dir=out))

@@ -41,7 +41,7 @@ def add_training_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--evals-per-epoch", type=int, default=2, help="dev evaluations per epoch")
     g.add_argument("--patience", type=int, default=3,
                    help="stop after this many evaluations without improvement (0: never stop early)")
-    g.add_argument("--no-bucket", action="store_true", help="plain shuffled batches (no length bucketing)")
+    g.add_argument("--no-bucket", action="store_true", help="plain shuffled batches (no length bucketing; already the default for NER)")
     g.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps")
     g.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUT")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -59,7 +59,7 @@ def settings_from_args(args: argparse.Namespace):
     return FinetuneSettings(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
                             warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, seed=args.seed,
                             precision=args.precision, evals_per_epoch=args.evals_per_epoch,
-                            patience=args.patience or None, bucket=not args.no_bucket, max_steps=args.max_steps,
+                            patience=args.patience or None, bucket=False if args.no_bucket else None, max_steps=args.max_steps,
                             resume=args.resume, progress=not args.quiet, device=args.device)
 
 
