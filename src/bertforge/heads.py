@@ -44,8 +44,10 @@ class BertWithHead(BertPreTrainedModel):
 
     def forward(self, input_ids: Tensor, attention_mask: Optional[Tensor] = None,
                 token_type_ids: Optional[Tensor] = None, output_hidden_states: bool = False,
-                output_attentions: bool = False, **labels: Optional[Tensor]) -> HeadOutput:
-        out = self.encode(input_ids, attention_mask, token_type_ids,
+                output_attentions: bool = False, unpad: Optional[bool] = None,
+                **labels: Optional[Tensor]) -> HeadOutput:
+        """`unpad` as in `BertModel.forward` (False keeps padded shapes: fixed shapes reuse CPU kernels)."""
+        out = self.encode(input_ids, attention_mask, token_type_ids, unpad=unpad,
                           output_hidden_states=output_hidden_states, output_attentions=output_attentions)
         result = self.head(out, **labels)
         if output_hidden_states or output_attentions:

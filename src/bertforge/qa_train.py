@@ -16,7 +16,8 @@ from typing import Optional, Sequence
 
 import torch
 
-from .data.squad import SquadExample, collate, examples_to_features, length_bucketed_batches, read_squad
+from .data.squad import (SquadExample, collate, examples_to_features, length_bucketed_batches,
+                         paragraph_negatives, read_squad)
 from .fileio import atomic_write_json
 from .heads import BertForQuestionAnswering
 from .loader import ResumableLoader
@@ -34,6 +35,9 @@ class QATrainConfig:
     max_query_length: int = 64
     window_overlap: int = 128
     negatives_per_question: Optional[int] = 1  # answer-less windows kept per question (None: all)
+    paragraph_negatives: float = 0.0  # share of questions also asked of another paragraph (no answer)
+    pad_to_multiple_of: Optional[int] = 64  # batch lengths rounded up: few shapes, reused CPU kernels
+    attention_dropout: Optional[float] = None  # None: the checkpoint's (BERT: 0.1); see finetune_squad
     epochs: float = 2.0
     max_steps: Optional[int] = None
     batch_size: int = 32
@@ -72,6 +76,16 @@ def training_features(examples: Sequence[SquadExample], tokenizer: Tokenizer, cf
     return kept
 
 
+def train_batch(features: Sequence, cfg: QATrainConfig) -> dict:
+    """A training batch. With `pad_to_multiple_of`, lengths are rounded up and the encoder keeps the
+    padded shape (`unpad=False`): a handful of shapes whose CPU kernels are compiled once. The loss is
+    unchanged (padding is masked in attention and in the QA head); measured on SQuAD train windows,
+    bf16, 2 threads: 5,396 vs 4,625 real tokens/s with unpadded varying shapes."""
+    if not cfg.pad_to_multiple_of:
+        return collate(features)
+    return {**collate(features, pad_to_multiple_of=cfg.pad_to_multiple_of), "unpad": False}
+
+
 def score_predictions(examples: Sequence[SquadExample], predictions, version_2: bool,
                       null_threshold: float = 0.0) -> dict[str, float]:
     gold = {ex.qas_id: [a["text"] for a in ex.answers] for ex in examples}
@@ -87,14 +101,19 @@ def finetune_squad(model_path: str | Path, train_files: Sequence[str | Path], de
     out_dir = Path(out_dir)
     torch.manual_seed(cfg.seed)
     tokenizer = Tokenizer.from_pretrained(model_path)
-    model = BertForQuestionAnswering.from_pretrained(model_path)
+    # Attention-probability dropout makes torch's fused attention fall back to its math kernel on a CPU
+    # (B x H x T x T buffers): 1,618 vs 4,660 real tokens/s on SQuAD windows (bf16, 2 threads).
+    overrides = {} if cfg.attention_dropout is None else {"attention_probs_dropout_prob": cfg.attention_dropout}
+    model = BertForQuestionAnswering.from_pretrained(model_path, **overrides)
     train_examples = [ex for f in train_files for ex in read_squad(f)]
     if not train_examples:
         raise ValueError(f"no training questions in {', '.join(map(str, train_files))}")
+    if cfg.paragraph_negatives:
+        train_examples += paragraph_negatives(train_examples, cfg.paragraph_negatives, cfg.seed)
     features = training_features(train_examples, tokenizer, cfg)
     # Batches of similar length (each pads only to its own longest window), in a fresh order every epoch.
     batches = [[features[k] for k in idx] for idx in length_bucketed_batches(features, cfg.batch_size, cfg.seed)]
-    loader = ResumableLoader(batches, batch_size=1, collate_fn=lambda items: collate(items[0]), seed=cfg.seed)
+    loader = ResumableLoader(batches, batch_size=1, collate_fn=lambda items: train_batch(items[0], cfg), seed=cfg.seed)
     dev_examples = read_squad(dev_file) if dev_file else []
 
     def evaluate(m) -> dict[str, float]:

@@ -28,7 +28,8 @@ from typing import Any, Optional, Sequence
 import torch
 
 __all__ = ["SquadExample", "SquadFeature", "read_squad", "examples_to_features", "answer_token_span",
-           "locate_answer", "improve_answer_span", "max_context_flags", "window_starts", "collate", "length_bucketed_batches"]
+           "locate_answer", "improve_answer_span", "max_context_flags", "window_starts", "collate", "length_bucketed_batches",
+           "paragraph_negatives"]
 
 
 @dataclass
@@ -101,6 +102,35 @@ def read_squad(source: Any) -> list[SquadExample]:
                 except (KeyError, TypeError, ValueError) as e:
                     raise ValueError(f"{name}: malformed question in data[{a}].paragraphs[{p}]: {e!r}") from None
     return examples
+
+
+def paragraph_negatives(examples: Sequence[SquadExample], rate: float, seed: int = 0) -> list[SquadExample]:
+    """Unanswerable twins, SQuAD 2.0 style: a question paired with ANOTHER paragraph of its own article.
+
+    Each answerable question gets a twin with probability `rate` (seeded). The other paragraph is drawn
+    from the same article (same topic, so the model cannot say "no answer" from the topic alone) among
+    those that do not contain any of the question's answer texts (case-insensitive), so a twin is never
+    secretly answerable by string match. Examples without a title (COVID-QA) or whose article has a
+    single paragraph get none. Example: "Which NFL team represented the AFC at Super Bowl 50?" asked of
+    the article's paragraph about the halftime show -> is_impossible=True, answers=[].
+    """
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"rate must be in [0, 1], got {rate}")
+    rng = random.Random(seed)
+    paragraphs: dict[str, list[str]] = {}
+    for ex in examples:
+        if ex.title and ex.context not in paragraphs.setdefault(ex.title, []):
+            paragraphs[ex.title].append(ex.context)
+    twins = []
+    for ex in examples:
+        if ex.is_impossible or not ex.title or rng.random() >= rate:
+            continue
+        texts = [a["text"].lower() for a in ex.answers]
+        others = [c for c in paragraphs[ex.title] if c != ex.context and not any(t in c.lower() for t in texts)]
+        if others:
+            twins.append(SquadExample(qas_id=f"{ex.qas_id}-neg", question=ex.question, context=rng.choice(others),
+                                      answers=[], is_impossible=True, title=ex.title))
+    return twins
 
 
 # ----------------------------------------------------------------------------------------------
