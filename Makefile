@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/python -m bertforge.demo
+	$(BIN)/python -m bertforge.cli.demo
 
 test: setup
 	$(BIN)/python -m pytest -q -x

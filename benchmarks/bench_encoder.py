@@ -38,8 +38,8 @@ def forward_flops(config, batch: int, seq: int) -> float:
 def main() -> None:
     import transformers
 
-    from bertforge.bert import BertModel
-    from bertforge.checkpoint import minilm_path
+    from bertforge.models.bert.modeling import BertModel
+    from bertforge.models.bert.checkpoint import minilm_path
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=7)

@@ -45,7 +45,7 @@ def data_root() -> Path:
 
 
 def task_data(name: str):
-    from bertforge import finetune as ft
+    import bertforge.tasks.classification as ft
 
     root = data_root()
     if name in ("rte", "mrpc", "stsb", "cola", "sst2", "wnli"):
@@ -82,8 +82,8 @@ def majority_baseline(data) -> float:
 def run_one(task: str, side: str, seed: int, args, scratch: Path) -> dict:
     import transformers
 
-    from bertforge import finetune as ft
-    from bertforge.checkpoint import minilm_path
+    import bertforge.tasks.classification as ft
+    from bertforge.models.bert.checkpoint import minilm_path
 
     data = task_data(task)
     if args.max_train and len(data.train) > args.max_train:
@@ -121,8 +121,8 @@ def model_speed(rounds: int = 5) -> None:
     interleaved: isolates the model implementation from the batching."""
     import transformers
 
-    from bertforge.checkpoint import minilm_path
-    from bertforge.heads import BertForSequenceClassification
+    from bertforge.models.bert.checkpoint import minilm_path
+    from bertforge.models.bert.heads import BertForSequenceClassification
 
     ours = BertForSequenceClassification.from_pretrained(minilm_path()).train()
     hf = transformers.BertForSequenceClassification.from_pretrained(str(minilm_path())).train()

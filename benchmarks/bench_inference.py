@@ -62,8 +62,8 @@ def encoder_flops(config, lengths) -> float:
 def encoder_bench(sentences: list[str], batch_size: int, rounds: int, compile: bool, peaks: dict) -> list[dict]:
     import transformers
 
-    from bertforge.bert import BertModel
-    from bertforge.checkpoint import minilm_path
+    from bertforge.models.bert.modeling import BertModel
+    from bertforge.models.bert.checkpoint import minilm_path
     from bertforge.inference import precision_context, prepare_model
 
     path = minilm_path()
@@ -119,7 +119,7 @@ def encoder_bench(sentences: list[str], batch_size: int, rounds: int, compile: b
 
 def main() -> None:
     from bertforge.data.squad import read_squad
-    from bertforge.qa import DEFAULT_MODEL, QuestionAnswerer
+    from bertforge.tasks.qa.answerer import DEFAULT_MODEL, QuestionAnswerer
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sentences", type=int, default=640)

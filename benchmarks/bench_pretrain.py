@@ -30,7 +30,7 @@ STEPS = {"small": None, "bert-base": 2}  # None: --steps
 
 
 def make_batch(tok, batch_size: int, seq: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    from bertforge.commands.pretrain import default_corpus
+    from bertforge.cli.pretrain import default_corpus
     from bertforge.data.pretraining import PretrainingCollator, PretrainingDataset, build_pretraining_data
 
     with tempfile.TemporaryDirectory() as d:
@@ -56,9 +56,9 @@ def step_fn(model, optimizer, batch, precision: str):
 def bench(name: str, precision: str, steps: int, tok) -> dict:
     import transformers
 
-    from bertforge.config import BertConfig
-    from bertforge.pretraining import BertForPreTraining
-    from bertforge.train import param_groups
+    from bertforge.models.bert.config import BertConfig
+    from bertforge.models.bert.pretraining import BertForPreTraining
+    from bertforge.training.trainer import param_groups
 
     seq, B = 128, BATCH[name]
     torch.manual_seed(0)
@@ -93,8 +93,8 @@ def bench(name: str, precision: str, steps: int, tok) -> dict:
 
 
 def main() -> None:
-    from bertforge.checkpoint import minilm_path
-    from bertforge.tokenizer import Tokenizer
+    from bertforge.models.bert.checkpoint import minilm_path
+    from bertforge.tokenizer.tokenizer import Tokenizer
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--configs", default="small,bert-base")

@@ -39,7 +39,7 @@ def qa_compare(model_dir: Path, examples, precisions=("fp32", "bf16"), hf_precis
                batch_size: int = 32, chunk: int = 50) -> dict[str, dict[str, float]]:
     """Run every system over `examples` in interleaved chunks; return {system: q_per_s, speedup, agree, EM, F1}."""
     from bertforge.metrics.squad import squad_v1_scores
-    from bertforge.qa import QuestionAnswerer
+    from bertforge.tasks.qa.answerer import QuestionAnswerer
 
     gold = {ex.qas_id: [a["text"] for a in ex.answers] for ex in examples}
     systems = {}
@@ -96,7 +96,7 @@ def main() -> None:
     import json
 
     from bertforge.data.squad import read_squad
-    from bertforge.qa import DEFAULT_MODEL
+    from bertforge.tasks.qa.answerer import DEFAULT_MODEL
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)

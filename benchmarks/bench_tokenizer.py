@@ -28,7 +28,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Callable  # noqa: E402
 
-from bertforge.tokenizer import Tokenizer  # noqa: E402
+from bertforge.tokenizer.tokenizer import Tokenizer  # noqa: E402
 
 
 def data_dir() -> Path:
@@ -36,7 +36,7 @@ def data_dir() -> Path:
 
 
 def vocab_file() -> Path:
-    from bertforge.checkpoint import minilm_path
+    from bertforge.models.bert.checkpoint import minilm_path
 
     return Path(minilm_path()) / "vocab.txt"
 

@@ -21,8 +21,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from bertforge.data.translation import TranslationCollator, encode_text, multi30k  # noqa: E402
-from bertforge.decoding import beam_search, greedy_decode  # noqa: E402
-from bertforge.seq2seq import Seq2SeqConfig, Seq2SeqTransformer  # noqa: E402
+from bertforge.models.seq2seq.decoding import beam_search, greedy_decode  # noqa: E402
+from bertforge.models.seq2seq.model import Seq2SeqConfig, Seq2SeqTransformer  # noqa: E402
 
 
 def main() -> int:
@@ -37,7 +37,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
 
     if args.model is not None:
-        from bertforge.translation import Translator
+        from bertforge.tasks.translation import Translator
 
         tr = Translator.from_pretrained(args.model)
         model = tr.model

@@ -47,7 +47,7 @@ def subset(src: Path, dst: Path, articles: int, seed: int = 0) -> Path:
 
 
 def config(args: argparse.Namespace, **overrides):
-    from bertforge.qa_train import QATrainConfig
+    from bertforge.tasks.qa.train import QATrainConfig
 
     kw = dict(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed, precision=args.precision,
               warmup_ratio=args.warmup_ratio, negatives_per_question=1, paragraph_negatives=args.paragraph_negatives,
@@ -58,8 +58,8 @@ def config(args: argparse.Namespace, **overrides):
 
 def cmd_sweep(args: argparse.Namespace) -> None:
     """Short runs at several learning rates on a train subset; F1 on the held-out train articles."""
-    from bertforge.checkpoint import minilm_path
-    from bertforge.qa_train import evaluate_squad, finetune_squad
+    from bertforge.models.bert.checkpoint import minilm_path
+    from bertforge.tasks.qa.train import evaluate_squad, finetune_squad
 
     args.out.mkdir(parents=True, exist_ok=True)
     files = split_train(args.data, args.out)
@@ -80,8 +80,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from bertforge.checkpoint import minilm_path
-    from bertforge.qa_train import finetune_squad
+    from bertforge.models.bert.checkpoint import minilm_path
+    from bertforge.tasks.qa.train import finetune_squad
 
     args.out.mkdir(parents=True, exist_ok=True)
     files = split_train(args.data, args.out)

@@ -23,7 +23,7 @@ def require_data(*parts: str) -> Path:
 
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
-    from bertforge.checkpoint import minilm_path
+    from bertforge.models.bert.checkpoint import minilm_path
 
     try:
         return minilm_path()

@@ -6,9 +6,9 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from bertforge.bert import BertModel, mean_pool  # noqa: E402
-from bertforge.checkpoint import CheckpointMismatchError, from_hf_key, to_hf_key  # noqa: E402
-from bertforge.config import BertConfig  # noqa: E402
+from bertforge.models.bert.modeling import BertModel, mean_pool  # noqa: E402
+from bertforge.models.bert.checkpoint import CheckpointMismatchError, from_hf_key, to_hf_key  # noqa: E402
+from bertforge.models.bert.config import BertConfig  # noqa: E402
 
 SENTENCES = [
     "Hi.",
@@ -110,7 +110,7 @@ def test_random_bert_base_both_directions(tmp_path):
 
     # HF state dict -> bertforge
     ours = BertModel(config).eval()
-    from bertforge.checkpoint import load_state_into
+    from bertforge.models.bert.checkpoint import load_state_into
     load_state_into(ours, hf.state_dict())
     with torch.no_grad():
         out = ours(ids, am, tt)
@@ -149,7 +149,7 @@ def test_mismatched_checkpoint_lists_keys(tmp_path):
     small.save_pretrained(tmp_path / "tiny")
     state = {k: v for k, v in small.state_dict().items()}
     bigger = BertModel(BertConfig.preset("tiny", intermediate_size=128))
-    from bertforge.checkpoint import load_state_into
+    from bertforge.models.bert.checkpoint import load_state_into
     with pytest.raises(CheckpointMismatchError, match="wrong shape") as e:
         load_state_into(bigger, state)
     assert "intermediate.dense.weight" in str(e.value)  # HF names in the message

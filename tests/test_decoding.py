@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from bertforge.data.translation import TokenBatchLoader, TranslationCollator, exact_match, toy_sequences
-from bertforge.decoding import beam_search, greedy_decode, length_penalty
-from bertforge.schedules import noam
-from bertforge.seq2seq import Seq2SeqConfig, Seq2SeqTransformer
-from bertforge.train import TrainConfig, Trainer
+from bertforge.models.seq2seq.decoding import beam_search, greedy_decode, length_penalty
+from bertforge.training.schedules import noam
+from bertforge.models.seq2seq.model import Seq2SeqConfig, Seq2SeqTransformer
+from bertforge.training.trainer import TrainConfig, Trainer
 
 PAD, BOS, EOS, FIRST = 0, 2, 3, 5  # ids below FIRST are special, as in a BERT vocabulary
 NUM_SYMBOLS = 10
@@ -85,7 +85,7 @@ def test_untrained_model_cached_uncached_greedy_beam_agree(seed):
 
 def test_cached_step_logits_match_full_forward():
     """Feeding one token at a time through the cache gives the full forward's logits at every position."""
-    from bertforge.seq2seq import new_caches
+    from bertforge.models.seq2seq.model import new_caches
 
     model = model_for(3)
     src = torch.tensor([[7, 8, 9, 10, EOS], [11, 12, EOS, PAD, PAD]])

@@ -12,10 +12,10 @@ import torch
 
 from conftest import require_data
 
-from bertforge import finetune as ft
-from bertforge.bert import BertModel
-from bertforge.cli import main as cli
-from bertforge.config import BertConfig
+import bertforge.tasks.classification as ft
+from bertforge.models.bert.modeling import BertModel
+from bertforge.cli.main import main as cli
+from bertforge.models.bert.config import BertConfig
 from bertforge.data.batching import BucketedLoader, pad_collate
 from bertforge.data.choice import ChoiceExample
 from bertforge.data.classify import TextExample
@@ -160,8 +160,8 @@ def test_bucketed_loader_covers_each_example_once_and_resumes():
 
 
 def test_predict_logits_independent_of_batching(tiny_dir):
-    from bertforge.heads import BertForTokenClassification, set_labels
-    from bertforge.tokenizer import Tokenizer
+    from bertforge.models.bert.heads import BertForTokenClassification, set_labels
+    from bertforge.tokenizer.tokenizer import Tokenizer
 
     config = BertConfig.from_json(tiny_dir / "config.json")
     set_labels(config, ["O", "B-X", "I-X"])

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bertforge.bert import BertModel
-from bertforge.config import BertConfig
+from bertforge.models.bert.modeling import BertModel
+from bertforge.models.bert.config import BertConfig
 from bertforge.inference import precision_context, prepare_model, quantize_int8
 
 from conftest import require_data
@@ -44,7 +44,7 @@ def _sentences(n: int) -> list[str]:
 @pytest.mark.parametrize("precision,min_cos,mean_cos", [("bf16", 0.9995, 0.9998), ("int8", 0.96, 0.98)])
 def test_sentence_vectors_stay_within_documented_tolerance(minilm_dir, precision, min_cos, mean_cos):
     """docs/inference.md: cosine to the fp32 vectors (measured: bf16 min 0.99997; int8 min 0.973, mean 0.987)."""
-    from bertforge.embed import SentenceEncoder
+    from bertforge.tasks.embedding import SentenceEncoder
 
     lines = _sentences(64)
     ref = SentenceEncoder(minilm_dir).encode(lines)

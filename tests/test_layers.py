@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from bertforge.layers import (Decoder, Encoder, EncoderLayer, KVCache, MultiHeadAttention,
+from bertforge.nn import (Decoder, Encoder, EncoderLayer, KVCache, MultiHeadAttention,
                               PositionwiseFeedForward, SinusoidalPositionalEncoding, TokenEmbedding,
                               combine_masks, look_ahead_mask, padding_mask, scaled_dot_product_attention,
                               sinusoidal_positional_encoding)

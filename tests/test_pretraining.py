@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from bertforge.cli import main as cli
-from bertforge.config import BertConfig
-from bertforge.pretraining import BertForMaskedLM, BertForPreTraining
+from bertforge.cli.main import main as cli
+from bertforge.models.bert.config import BertConfig
+from bertforge.models.bert.pretraining import BertForMaskedLM, BertForPreTraining
 
 from conftest import require_data
 
@@ -63,7 +63,7 @@ def test_pretraining_logits_loss_and_gradients_equal_hf(tmp_path):
     out.loss.backward()
     ref.loss.backward()
     hf_params = dict(hf.named_parameters())
-    from bertforge.checkpoint import to_hf_key
+    from bertforge.models.bert.checkpoint import to_hf_key
     for name, p in ours.named_parameters():  # the tied embedding gets both its gradients, as in HF
         torch.testing.assert_close(p.grad, hf_params[to_hf_key(name)].grad, atol=1e-5, rtol=1e-4, msg=name)
     # Without labels the head scores every position, as HF (compared at real tokens: padding is don't-care).
@@ -113,12 +113,12 @@ def test_mlm_head_projects_only_masked_positions():
 DDP_SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np, torch
-    from bertforge.config import BertConfig
+    from bertforge.models.bert.config import BertConfig
     from bertforge.data.pretraining import MaskingConfig, PretrainingCollator
-    from bertforge.loader import ResumableLoader
-    from bertforge.pretraining import BertForPreTraining
-    from bertforge.tokenizer import Tokenizer
-    from bertforge.train import Trainer, TrainConfig
+    from bertforge.data.loader import ResumableLoader
+    from bertforge.models.bert.pretraining import BertForPreTraining
+    from bertforge.tokenizer.tokenizer import Tokenizer
+    from bertforge.training.trainer import Trainer, TrainConfig
 
     torch.set_num_threads(1)
     out_dir, per_process_batch = sys.argv[1], int(sys.argv[2])
@@ -177,10 +177,10 @@ def _real_run(tmp_path, minilm_dir, train_docs: int, steps: int, batch_size: int
     """Train the tiny config on Austen, evaluate on held-out text; also return the unigram baseline."""
     from bertforge.data.pretraining import (MaskingConfig, PretrainingCollator, PretrainingDataset,
                                             build_pretraining_data, read_documents)
-    from bertforge.loader import ResumableLoader
-    from bertforge.pretraining import evaluate_pretraining
-    from bertforge.tokenizer import Tokenizer
-    from bertforge.train import Trainer, TrainConfig
+    from bertforge.data.loader import ResumableLoader
+    from bertforge.models.bert.pretraining import evaluate_pretraining
+    from bertforge.tokenizer.tokenizer import Tokenizer
+    from bertforge.training.trainer import Trainer, TrainConfig
 
     corpus = require_data("corpus")
     tok = Tokenizer.from_pretrained(minilm_dir)

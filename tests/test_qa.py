@@ -9,10 +9,10 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from bertforge.bert import BertModel  # noqa: E402
-from bertforge.config import BertConfig  # noqa: E402
-from bertforge.heads import BertForQuestionAnswering  # noqa: E402
-from bertforge.qa import QuestionAnswerer, sentence_around  # noqa: E402
+from bertforge.models.bert.modeling import BertModel  # noqa: E402
+from bertforge.models.bert.config import BertConfig  # noqa: E402
+from bertforge.models.bert.heads import BertForQuestionAnswering  # noqa: E402
+from bertforge.tasks.qa.answerer import QuestionAnswerer, sentence_around  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ def test_sentence_around_marks_the_answer():
 
 
 def test_cli_qa_json(tiny_qa_dir, capsys):
-    from bertforge.cli import main
+    from bertforge.cli.main import main
 
     rc = main(["qa", "Where?", "Who?", "--context", "Alice lives in Paris.", "--model", str(tiny_qa_dir),
                "--json", "--top-k", "2"])

@@ -14,7 +14,7 @@ import torch
 from transformers.data.metrics import squad_metrics as hf
 
 from bertforge.metrics.squad import squad_v2_scores
-from bertforge.qa_decode import QAPredictions, decode_spans, find_best_null_threshold
+from bertforge.tasks.qa.decode import QAPredictions, decode_spans, find_best_null_threshold
 
 NEG = -10.0  # a low logit
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from bertforge.qa import DEFAULT_MODEL
+from bertforge.tasks.qa.answerer import DEFAULT_MODEL
 
 from conftest import require_data
 
@@ -31,7 +31,7 @@ def test_loads_in_hf_with_a_trained_head():
 @pytest.mark.slow
 def test_xquad_scores_match_the_card():
     """Recompute XQuAD-en EM/F1 of the shipped weights with the official v1.1 metric."""
-    from bertforge.qa_train import evaluate_squad
+    from bertforge.tasks.qa.train import evaluate_squad
 
     scores = evaluate_squad(DEFAULT_MODEL, require_data("xquad", "xquad.en.json"))
     card = json.loads((DEFAULT_MODEL / "scores.json").read_text())["xquad"]
@@ -44,7 +44,7 @@ def test_xquad_scores_match_the_card():
 def test_bf16_answers_agree_with_fp32_on_xquad():
     """Fast-inference contract: bf16 autocast answers equal fp32's on >= 98% of XQuAD-en questions."""
     from bertforge.data.squad import read_squad
-    from bertforge.qa import QuestionAnswerer
+    from bertforge.tasks.qa.answerer import QuestionAnswerer
 
     examples = read_squad(require_data("xquad", "xquad.en.json"))
     fp32 = QuestionAnswerer(precision="fp32").predict(examples).predictions

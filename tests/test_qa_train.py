@@ -7,8 +7,8 @@ import shutil
 import pytest
 import torch
 
-from bertforge.config import BertConfig
-from bertforge.heads import BertForQuestionAnswering
+from bertforge.models.bert.config import BertConfig
+from bertforge.models.bert.heads import BertForQuestionAnswering
 from conftest import require_data
 
 
@@ -27,7 +27,7 @@ def _squad_file(path, n_paragraphs=6):
 
 
 def test_finetune_and_evaluate_commands_end_to_end(tmp_path, minilm_dir):
-    from bertforge.cli import main
+    from bertforge.cli.main import main
 
     base = tmp_path / "base"
     BertForQuestionAnswering(BertConfig.preset("tiny", max_position_embeddings=512)).bert.save_pretrained(base)
@@ -53,8 +53,8 @@ def test_finetune_and_evaluate_commands_end_to_end(tmp_path, minilm_dir):
 
 def test_training_features_keep_answers_and_subsample_negatives(minilm_dir):
     from bertforge.data.squad import SquadExample
-    from bertforge.qa_train import QATrainConfig, training_features
-    from bertforge.tokenizer import Tokenizer
+    from bertforge.tasks.qa.train import QATrainConfig, training_features
+    from bertforge.tokenizer.tokenizer import Tokenizer
 
     tok = Tokenizer.from_pretrained(minilm_dir)
     context = " ".join(f"Filler sentence number {i}." for i in range(200)) + " The key is hidden under the mat."
@@ -85,7 +85,7 @@ def test_small_finetune_raises_f1_well_above_untrained(tmp_path, minilm_dir):
     """400 SQuAD questions (not XQuAD paragraphs), three epochs: F1 and EM on ~150 XQuAD-en questions
     rise well above the untrained model's (random head)."""
     from bertforge.qa_recipe import build_split
-    from bertforge.qa_train import QATrainConfig, evaluate_squad, finetune_squad
+    from bertforge.tasks.qa.train import QATrainConfig, evaluate_squad, finetune_squad
 
     data = require_data()
     build_split(data, tmp_path / "split.json")

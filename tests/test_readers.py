@@ -227,7 +227,7 @@ def test_word_predictions_hand_made():
 
 @pytest.fixture(scope="module")
 def tokenizer(minilm_dir):
-    from bertforge.tokenizer import Tokenizer
+    from bertforge.tokenizer.tokenizer import Tokenizer
 
     return Tokenizer.from_pretrained(minilm_dir)
 

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 
 from bertforge.data.translation import (IGNORE_INDEX, TokenBatchLoader, TranslationCollator, detokenize,
                                         merge_wordpieces, read_parallel, token_batches, toy_pairs, toy_sequences)
-from bertforge.losses import label_smoothed_cross_entropy
+from bertforge.nn.losses import label_smoothed_cross_entropy
 from bertforge.metrics.bleu import corpus_bleu
-from bertforge.seq2seq import Seq2SeqConfig, Seq2SeqTransformer
+from bertforge.models.seq2seq.model import Seq2SeqConfig, Seq2SeqTransformer
 
 from conftest import require_data
 
@@ -71,7 +71,7 @@ def test_cross_attention_probabilities_are_zero_on_source_padding():
     mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]])
     memory = model.encode(src, mask)
     y = model.positions(model.tgt_embed(tgt))
-    from bertforge.layers import look_ahead_mask, padding_mask
+    from bertforge.nn import look_ahead_mask, padding_mask
     _, attn = model.decoder(y, memory, look_ahead_mask(tgt.size(1)), padding_mask(mask), output_attentions=True)
     for _, cross in attn:  # (B, H, T, S)
         assert cross[1, :, :, 3:].abs().max() == 0
@@ -247,7 +247,7 @@ def test_merge_wordpieces():
 def test_detokenize_round_trips_multi30k_references():
     """Basic-tokenise and detokenise the real test references: sacreBLEU against the originals ~ 100."""
     from bertforge.data.translation import multi30k
-    from bertforge.tokenizer import BasicTokenizer
+    from bertforge.tokenizer.tokenizer import BasicTokenizer
 
     refs = [en for _, en in multi30k("test2016", "de", "en", require_data("multi30k"))]
     basic = BasicTokenizer(lowercase=False)
@@ -274,9 +274,9 @@ def test_corpus_bleu_matches_sacrebleu_and_prints_signature():
 def test_translate_command_keeps_lines_aligned(tmp_path, monkeypatch, capsys):
     import io
 
-    from bertforge.cli import main
-    from bertforge.tokenizer import SPECIAL_TOKENS, Tokenizer
-    from bertforge.translation import Translator
+    from bertforge.cli.main import main
+    from bertforge.tokenizer.tokenizer import SPECIAL_TOKENS, Tokenizer
+    from bertforge.tasks.translation import Translator
 
     tok = Tokenizer(list(SPECIAL_TOKENS) + list("abcdefghij"), lowercase=True)
     torch.manual_seed(0)
@@ -294,7 +294,7 @@ def test_translate_command_keeps_lines_aligned(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.slow
 def test_train_translation_copy_command_end_to_end(tmp_path, capsys):
-    from bertforge.cli import main
+    from bertforge.cli.main import main
 
     assert main(["train-translation", "--task", "copy", "--out", str(tmp_path / "run"), "--threads", "1"]) == 0
     err = capsys.readouterr().err
@@ -303,7 +303,7 @@ def test_train_translation_copy_command_end_to_end(tmp_path, capsys):
 
 def test_train_translation_on_aligned_files_with_separate_vocabularies(tmp_path):
     """The recipe on a folder of <split>.<lang> files: vocabularies, Trainer, checkpoints that load as models."""
-    from bertforge.translation import TranslationTrainConfig, Translator, train_translation
+    from bertforge.tasks.translation import TranslationTrainConfig, Translator, train_translation
 
     de = ["ein Hund läuft .", "zwei Männer sprechen .", "eine Frau liest ein Buch .", "ein Kind spielt ."] * 10
     en = ["a dog runs .", "two men talk .", "a woman reads a book .", "a child plays ."] * 10

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bertforge.sequence_models import (NOTES_SENTENCES, MarkovModel, SkipSecondOrderModel, mask_from,
+from bertforge.models.sequence_models import (NOTES_SENTENCES, MarkovModel, SkipSecondOrderModel, mask_from,
                                        pair_feature_layer, train_attention_lm, train_attention_mask, words)
 
 PROGRAM = "Check the program log and find out whether it ran"

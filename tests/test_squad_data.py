@@ -23,7 +23,7 @@ from conftest import require_data
 
 @pytest.fixture(scope="module")
 def tokenizer(minilm_dir):
-    from bertforge.tokenizer import Tokenizer
+    from bertforge.tokenizer.tokenizer import Tokenizer
 
     return Tokenizer.from_pretrained(minilm_dir)
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bertforge.tokenizer import BatchEncoding, Encoding, Tokenizer, train_vocab
+from bertforge.tokenizer.tokenizer import BatchEncoding, Encoding, Tokenizer, train_vocab
 from test_tokenizer_corpus import generated_lines, hf_tokenizers, ours, vocab_path
 
 NOTES = "In terms of architecture, this has been identical to the Transformer"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from bertforge.tokenizer import Tokenizer
+from bertforge.tokenizer.tokenizer import Tokenizer
 
 
 def data_dir() -> Path:

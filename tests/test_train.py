@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bertforge import train as train_mod
-from bertforge.heads import HeadOutput
-from bertforge.loader import ResumableLoader
-from bertforge.schedules import lr_lambda
-from bertforge.train import NonFiniteLossError, Trainer, TrainConfig, list_checkpoints, param_groups
+import bertforge.training.trainer as train_mod
+from bertforge.models.bert.heads import HeadOutput
+from bertforge.data.loader import ResumableLoader
+from bertforge.training.schedules import lr_lambda
+from bertforge.training.trainer import NonFiniteLossError, Trainer, TrainConfig, list_checkpoints, param_groups
 
 
 class Toy(nn.Module):
@@ -133,9 +133,9 @@ def test_noam_schedule_formula(tmp_path):
 
 
 def test_decay_groups_are_hf_rule():
-    from bertforge.checkpoint import to_hf_key
-    from bertforge.config import BertConfig
-    from bertforge.heads import BertForQuestionAnswering
+    from bertforge.models.bert.checkpoint import to_hf_key
+    from bertforge.models.bert.config import BertConfig
+    from bertforge.models.bert.heads import BertForQuestionAnswering
 
     model = BertForQuestionAnswering(BertConfig.preset("tiny"))
     decay, no_decay = param_groups(model, 0.01)
@@ -284,7 +284,7 @@ def test_varied_shape_bf16_training_keeps_memory_bounded():
 
     code = (
         "import torch\n"
-        "from bertforge.train import release_free_memory\n"
+        "from bertforge.training.trainer import release_free_memory\n"
         "torch.set_num_threads(1)\n"
         "lin = torch.nn.Linear(384, 1536); x = torch.randn(6000, 384)\n"
         "for i in range(120):\n"

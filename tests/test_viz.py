@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from bertforge.cli import main
-from bertforge.keyed_vectors import KeyedVectors
-from bertforge.layers import combine_masks, look_ahead_mask, padding_mask
+from bertforge.cli.main import main
+from bertforge.models.word2vec.keyed_vectors import KeyedVectors
+from bertforge.nn import combine_masks, look_ahead_mask, padding_mask
 from bertforge.viz import (attention_figure, attention_html, embedding_figure, masks_figure, model_attentions,
                            pca_2d, positional_encoding_figure, save_figure)
 
@@ -29,8 +29,8 @@ def assert_png(path):
 
 @pytest.fixture(scope="module")
 def minilm(minilm_dir):
-    from bertforge.bert import BertModel
-    from bertforge.tokenizer import Tokenizer
+    from bertforge.models.bert.modeling import BertModel
+    from bertforge.tokenizer.tokenizer import Tokenizer
 
     model = BertModel.from_pretrained(minilm_dir)
     tokenizer = Tokenizer.from_pretrained(minilm_dir)

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from bertforge.cli import main
-from bertforge.keyed_vectors import KeyedVectors
-from bertforge.word2vec import (Vocab, Word2Vec, Word2VecConfig, draw_negatives, keep_probabilities, negative_cdf,
+from bertforge.cli.main import main
+from bertforge.models.word2vec.keyed_vectors import KeyedVectors
+from bertforge.models.word2vec.model import (Vocab, Word2Vec, Word2VecConfig, draw_negatives, keep_probabilities, negative_cdf,
                                 read_sentences, sgns_grad, sgns_loss, subsample_mask, tokenize)
-from bertforge.word_eval import (evaluate_analogies, evaluate_word_pairs, gensim_test_file, rankdata, spearman)
+from bertforge.models.word2vec.evaluation import (evaluate_analogies, evaluate_word_pairs, gensim_test_file, rankdata, spearman)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest
@@ -170,7 +170,7 @@ def test_one_step_is_sgd_on_the_summed_loss(sg):
 
 
 def test_row_scale_caps_the_step_of_rows_repeated_in_a_batch():
-    from bertforge.word2vec import _row_scale
+    from bertforge.models.word2vec.model import _row_scale
 
     rows = torch.tensor([4, 4, 4, 7, 4, 9, 9])  # row 4 four times, 9 twice, 7 once
     assert _row_scale(rows, cap=2).tolist() == pytest.approx([0.5, 0.5, 0.5, 1.0, 0.5, 1.0, 1.0])

@@ -19,8 +19,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from .fileio import atomic_path, atomic_write_text
-from .layers import combine_masks, look_ahead_mask, padding_mask, sinusoidal_positional_encoding
+from bertforge.fileio import atomic_path, atomic_write_text
+from bertforge.nn import combine_masks, look_ahead_mask, padding_mask, sinusoidal_positional_encoding
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:

@@ -13,8 +13,8 @@ from typing import Any, Sequence
 
 import torch
 
-from ..loader import ResumableLoader
-from .ner import IGNORE_INDEX
+from bertforge.data.loader import ResumableLoader
+from bertforge.data.ner import IGNORE_INDEX
 
 
 def feature_length(feature: dict[str, Any]) -> int:

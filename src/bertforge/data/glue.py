@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .classify import TextExample
+from bertforge.data.classify import TextExample
 
 
 @dataclass(frozen=True)

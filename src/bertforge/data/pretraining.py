@@ -35,7 +35,7 @@ from typing import Iterable, Iterator, Optional, Sequence
 import numpy as np
 import torch
 
-from ..fileio import atomic_path, atomic_write_json
+from bertforge.fileio import atomic_path, atomic_write_json
 
 logger = logging.getLogger("bertforge")
 

@@ -26,7 +26,7 @@ from typing import Any, Iterator, Optional, Sequence
 import torch
 from torch import Tensor
 
-from ..loader import ResumableLoader
+from bertforge.data.loader import ResumableLoader
 
 IGNORE_INDEX = -100  # label value at padded positions (skipped by the loss)
 Example = tuple[list[int], list[int]]  # (source ids, target ids), no special tokens

@@ -1,1 +1,0 @@
-"""Command-line command groups; see `bertforge.cli`."""

@@ -1,0 +1,1 @@
+"""Extractive question answering (Devlin et al. 2019, 4.2; D6): the answerer, span decoding, fine-tuning."""

@@ -1,0 +1,159 @@
+"""Answer questions about a text: the main job (Devlin et al. 2019, section 4.2; D6).
+
+    from bertforge.tasks.qa.answerer import QuestionAnswerer
+    qa = QuestionAnswerer()                       # the shipped model (bertforge/models/qa-minilm)
+    qa.answer("Who wrote it?", context, top_k=1)  # -> [Answer(text, probability, start, end, ...)]
+
+A context of any length is cut into overlapping windows (`max_seq_length`, `window_overlap`), the
+windows of all questions are run in length-sorted batches (padding trimmed per batch), and spans are
+decoded over all windows with the n-best / max-context rules of `qa_decode`.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from bertforge.data.squad import SquadExample, collate, examples_to_features, length_bucketed_batches
+from bertforge.models.bert.heads import BertForQuestionAnswering
+from bertforge.inference import PRECISIONS, check_device, check_precision, precision_context, prepare_model
+from bertforge.tasks.qa.decode import QAPredictions, decode_spans
+from bertforge.tokenizer.tokenizer import Tokenizer
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "assets" / "qa-minilm"
+__all__ = ["Answer", "DEFAULT_MODEL", "PRECISIONS", "QuestionAnswerer", "load_qa_model", "sentence_around"]
+
+
+@dataclass
+class Answer:
+    text: str
+    probability: float  # softmax over the question's n-best span scores
+    start: int  # character offsets into the context, end-exclusive
+    end: int
+    score: float  # start logit + end logit
+    sentence: str = ""  # the sentence around the answer, the answer marked **like this**
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sentence_around(context: str, start: int, end: int, max_chars: int = 300) -> str:
+    """The sentence(s) containing context[start:end], with the answer marked **...**."""
+    left = max((m.end() for m in re.finditer(r"[.!?]\s+|\n", context[:start])), default=0)
+    m = re.search(r"[.!?](\s|$)|\n", context[end:])
+    right = end + (m.start() + 1 if m else len(context) - end)
+    left = max(left, start - max_chars)
+    right = min(right, end + max_chars)
+    return (context[left:start] + "**" + context[start:end] + "**" + context[end:right]).strip()
+
+
+def load_qa_model(model_dir: str | Path, device: str = "cpu", precision: str = "fp32", compile: bool = False
+                  ) -> tuple[BertForQuestionAnswering, Tokenizer]:
+    """Load a QA model and its tokenizer; refuse a checkpoint without a trained QA head."""
+    model_dir = Path(model_dir)
+    check_precision(precision)
+    check_device(device)
+    if not model_dir.is_dir():
+        hint = (" (the shipped model is missing: reinstall bertforge or train one with "
+                "`bertforge finetune squad`)" if model_dir == DEFAULT_MODEL else "")
+        raise FileNotFoundError(f"model directory {model_dir} does not exist{hint}")
+    model = BertForQuestionAnswering.from_pretrained(model_dir)
+    if model.load_report.initialized:
+        raise ValueError(f"{model_dir} has no question-answering head ({', '.join(model.load_report.initialized)} "
+                         "missing): fine-tune it first with `bertforge finetune squad --model "
+                         f"{model_dir} ...`")
+    tokenizer = Tokenizer.from_pretrained(model_dir)
+    if tokenizer.vocab_size != model.config.vocab_size:
+        raise ValueError(f"{model_dir}: tokenizer has {tokenizer.vocab_size} tokens but the model "
+                         f"expects {model.config.vocab_size}")
+    return prepare_model(model, device, precision, compile), tokenizer
+
+
+class QuestionAnswerer:
+    """Extractive QA over contexts of any length, batched; see the module docstring."""
+
+    def __init__(self, model_dir: str | Path = DEFAULT_MODEL, device: str = "cpu", precision: str = "fp32",
+                 batch_size: int = 32, max_seq_length: int = 384, max_query_length: int = 64,
+                 window_overlap: int = 128, max_answer_length: int = 30, n_best_size: int = 20,
+                 model: Optional[BertForQuestionAnswering] = None, tokenizer: Optional[Tokenizer] = None,
+                 compile: bool = False):
+        """Load `model_dir`, or use an in-memory `model` and `tokenizer` (evaluation during training).
+
+        `precision` and `compile` are described in `bertforge.inference`."""
+        if model is None or tokenizer is None:
+            model, tokenizer = load_qa_model(model_dir, device, precision, compile)
+        self.model, self.tokenizer = model, tokenizer
+        self.device, self.precision, self.batch_size = device, precision, batch_size
+        self.max_seq_length, self.max_query_length = max_seq_length, max_query_length
+        self.window_overlap, self.max_answer_length, self.n_best_size = window_overlap, max_answer_length, n_best_size
+
+    def features(self, examples: Sequence[SquadExample]) -> list:
+        return examples_to_features(examples, self.tokenizer, max_seq_length=self.max_seq_length,
+                                    max_query_length=self.max_query_length,
+                                    window_overlap=self.window_overlap, is_training=False)
+
+    def predict(self, examples: Sequence[SquadExample], version_2_with_negative: bool = False,
+                null_threshold: float = 0.0, n_best_size: Optional[int] = None) -> QAPredictions:
+        """Decode answers (and n-best lists, null odds) for SQuAD examples."""
+        features = self.features(examples)
+        starts, ends = self.logits(features)
+        return decode_spans(examples, features, starts, ends, n_best_size=n_best_size or self.n_best_size,
+                            max_answer_length=self.max_answer_length,
+                            version_2_with_negative=version_2_with_negative, null_threshold=null_threshold)
+
+    @torch.inference_mode()
+    def logits(self, features: Sequence) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Start and end logits of every feature (trimmed to its length), in the features' order."""
+        starts: list[Optional[torch.Tensor]] = [None] * len(features)
+        ends: list[Optional[torch.Tensor]] = [None] * len(features)
+        for idx in length_bucketed_batches(features, self.batch_size):
+            batch = collate([features[k] for k in idx])
+            with precision_context(self.device, self.precision):
+                out = self.model(**{k: batch[k].to(self.device) for k in
+                                    ("input_ids", "attention_mask", "token_type_ids")})
+            # bertforge heads return logits=(start, end); HF's QA models start_logits / end_logits
+            s, e = out.logits if hasattr(out, "logits") else (out.start_logits, out.end_logits)
+            s, e = s.float().cpu(), e.float().cpu()
+            for row, k in enumerate(idx):
+                n = len(features[k].input_ids)
+                starts[k], ends[k] = s[row, :n], e[row, :n]
+        return starts, ends  # type: ignore[return-value]
+
+    def answer_many(self, questions: Sequence[str], contexts: Sequence[str] | str, top_k: int = 1
+                    ) -> list[list[Answer]]:
+        """Answer each question about its context (one context for all when a single string is given)."""
+        if isinstance(contexts, str):
+            contexts = [contexts] * len(questions)
+        if len(contexts) != len(questions):
+            raise ValueError(f"{len(questions)} questions but {len(contexts)} contexts")
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        for q, c in zip(questions, contexts):
+            if not isinstance(q, str) or not isinstance(c, str):
+                raise TypeError("questions and contexts must be str")
+            if not q.strip():
+                raise ValueError("the question is empty")
+            if not c.strip():
+                raise ValueError("the context is empty")
+        examples = [SquadExample(qas_id=str(i), question=q, context=c, answers=[], is_impossible=False)
+                    for i, (q, c) in enumerate(zip(questions, contexts))]
+        decoded = self.predict(examples, n_best_size=max(self.n_best_size, top_k))
+        results = []
+        for ex in examples:
+            answers = []
+            for entry in decoded.nbest.get(ex.qas_id, [])[:top_k]:
+                if entry["text"] == "" and entry.get("char_start") is None:
+                    continue
+                s, e = entry["char_start"], entry["char_end"]
+                answers.append(Answer(text=entry["text"], probability=float(entry["probability"]), start=s, end=e,
+                                      score=float(entry["start_logit"] + entry["end_logit"]),
+                                      sentence=sentence_around(ex.context, s, e)))
+            results.append(answers)
+        return results
+
+    def answer(self, question: str, context: str, top_k: int = 1) -> list[Answer]:
+        """The `top_k` best answers to one question about one context, best first."""
+        return self.answer_many([question], [context], top_k)[0]

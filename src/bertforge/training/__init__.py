@@ -1,0 +1,1 @@
+"""Training: the one loop (`trainer`), its checkpoint state, learning-rate schedules."""
