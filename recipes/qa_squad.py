@@ -47,13 +47,16 @@ def subset(src: Path, dst: Path, articles: int, seed: int = 0) -> Path:
 
 
 def config(args: argparse.Namespace, **overrides):
+    """The QATrainConfig of the flags; `overrides` replace QA fields (lr and attention_dropout for the sweep)."""
     from bertforge.tasks.qa.train import QATrainConfig
+    from bertforge.training.trainer import TrainConfig
 
-    kw = dict(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed, precision=args.precision,
-              warmup_ratio=args.warmup_ratio, negatives_per_question=1, paragraph_negatives=args.paragraph_negatives,
-              attention_dropout=args.attention_dropout, save_every=args.save_every, resume=getattr(args, "resume", False), max_steps=args.max_steps)
-    kw.update(overrides)
-    return QATrainConfig(**kw)
+    train = TrainConfig(epochs=args.epochs, lr=overrides.pop("lr", args.lr), warmup_ratio=args.warmup_ratio,
+                        weight_decay=0.01, precision=args.precision, seed=args.seed, save_every=args.save_every,
+                        resume=getattr(args, "resume", False), max_steps=overrides.pop("max_steps", args.max_steps))
+    kw = dict(train=train, batch_size=args.batch_size, negatives_per_question=1,
+              paragraph_negatives=args.paragraph_negatives, attention_dropout=args.attention_dropout)
+    return QATrainConfig(**{**kw, **overrides})
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:

@@ -12,6 +12,7 @@ transformers = pytest.importorskip("transformers")
 from bertforge.models.bert.modeling import BertModel  # noqa: E402
 from bertforge.models.bert.config import BertConfig  # noqa: E402
 from bertforge.models.bert.heads import BertForQuestionAnswering  # noqa: E402
+from bertforge.data.squad import QAWindows  # noqa: E402
 from bertforge.tasks.qa.answerer import QuestionAnswerer, sentence_around  # noqa: E402
 
 
@@ -67,7 +68,7 @@ def test_qa_checkpoint_loads_in_hf(tiny_qa_dir):
 
 
 def test_answers_are_slices_of_the_context_at_any_length(tiny_qa_dir):
-    qa = QuestionAnswerer(tiny_qa_dir, batch_size=4, max_seq_length=64, max_query_length=16, window_overlap=16)
+    qa = QuestionAnswerer(tiny_qa_dir, batch_size=4, windows=QAWindows(64, 16, 16))
     context = " ".join(f"Sentence number {i} talks about café and 東京 and  spaces." for i in range(60))
     answers = qa.answer("What does sentence 7 talk about?", context, top_k=3)
     assert 1 <= len(answers) <= 3

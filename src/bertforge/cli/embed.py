@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from bertforge.cli.qa import add_inference_flags
+from bertforge.cli import flags
 
 
 def register(sub) -> None:
@@ -15,7 +15,7 @@ def register(sub) -> None:
     p.add_argument("--input", type=Path, default=None, help="a file of sentences (default: stdin)")
     p.add_argument("--out", type=Path, default=None, help="write a .npy array instead of JSON lines")
     p.add_argument("--max-length", type=int, default=256)
-    add_inference_flags(p)
+    flags.inference(p)
     p.set_defaults(func=run)
 
 

@@ -29,7 +29,7 @@ import torch
 
 __all__ = ["SquadExample", "SquadFeature", "read_squad", "examples_to_features", "answer_token_span",
            "locate_answer", "improve_answer_span", "max_context_flags", "window_starts", "collate", "length_bucketed_batches",
-           "paragraph_negatives"]
+           "paragraph_negatives", "QAWindows"]
 
 
 @dataclass
@@ -270,6 +270,29 @@ def _check_lengths(max_seq_length: int, max_query_length: int, window_overlap: i
         raise ValueError(f"window_overlap={window_overlap} must be smaller than the context window, which is "
                          f"{min_window} tokens for a question of max_query_length={max_query_length} "
                          f"(max_seq_length - max_query_length - 3)")
+
+
+@dataclass(frozen=True)
+class QAWindows:
+    """How a context is cut into windows (D6), one value shared by training, evaluation and answering.
+
+    max_seq_length: tokens per window, `[CLS] question [SEP] context [SEP]`; max_query_length: question
+    tokens kept; window_overlap: context tokens shared by consecutive windows (HF's doc_stride is
+    window - overlap). Checked on creation: QAWindows(384, 64, 300) -> ValueError (the overlap must be
+    smaller than the 317-token context window).
+    """
+
+    max_seq_length: int = 384
+    max_query_length: int = 64
+    window_overlap: int = 128
+
+    def __post_init__(self) -> None:
+        _check_lengths(self.max_seq_length, self.max_query_length, self.window_overlap)
+
+    def features(self, examples: Sequence[SquadExample], tokenizer: Any, is_training: bool = False
+                 ) -> list["SquadFeature"]:
+        return examples_to_features(examples, tokenizer, self.max_seq_length, self.max_query_length,
+                                    self.window_overlap, is_training=is_training)
 
 
 def examples_to_features(examples: Sequence[SquadExample], tokenizer: Any, max_seq_length: int = 384,

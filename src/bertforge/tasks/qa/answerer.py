@@ -4,7 +4,7 @@
     qa = QuestionAnswerer()                       # the shipped model (bertforge/models/qa-minilm)
     qa.answer("Who wrote it?", context, top_k=1)  # -> [Answer(text, probability, start, end, ...)]
 
-A context of any length is cut into overlapping windows (`max_seq_length`, `window_overlap`), the
+A context of any length is cut into overlapping windows (`QAWindows`, D6), the
 windows of all questions are run in length-sorted batches (padding trimmed per batch), and spans are
 decoded over all windows with the n-best / max-context rules of `qa_decode`.
 """
@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from bertforge.data.squad import SquadExample, collate, examples_to_features, length_bucketed_batches
+from bertforge.data.squad import QAWindows, SquadExample, collate, length_bucketed_batches
 from bertforge.models.bert.heads import BertForQuestionAnswering
 from bertforge.inference import PRECISIONS, check_device, check_precision, precision_context, prepare_model
 from bertforge.tasks.qa.decode import QAPredictions, decode_spans
@@ -76,8 +76,8 @@ class QuestionAnswerer:
     """Extractive QA over contexts of any length, batched; see the module docstring."""
 
     def __init__(self, model_dir: str | Path = DEFAULT_MODEL, device: str = "cpu", precision: str = "fp32",
-                 batch_size: int = 32, max_seq_length: int = 384, max_query_length: int = 64,
-                 window_overlap: int = 128, max_answer_length: int = 30, n_best_size: int = 20,
+                 batch_size: int = 32, windows: QAWindows = QAWindows(), max_answer_length: int = 30,
+                 n_best_size: int = 20,
                  model: Optional[BertForQuestionAnswering] = None, tokenizer: Optional[Tokenizer] = None,
                  compile: bool = False):
         """Load `model_dir`, or use an in-memory `model` and `tokenizer` (evaluation during training).
@@ -87,13 +87,10 @@ class QuestionAnswerer:
             model, tokenizer = load_qa_model(model_dir, device, precision, compile)
         self.model, self.tokenizer = model, tokenizer
         self.device, self.precision, self.batch_size = device, precision, batch_size
-        self.max_seq_length, self.max_query_length = max_seq_length, max_query_length
-        self.window_overlap, self.max_answer_length, self.n_best_size = window_overlap, max_answer_length, n_best_size
+        self.windows, self.max_answer_length, self.n_best_size = windows, max_answer_length, n_best_size
 
     def features(self, examples: Sequence[SquadExample]) -> list:
-        return examples_to_features(examples, self.tokenizer, max_seq_length=self.max_seq_length,
-                                    max_query_length=self.max_query_length,
-                                    window_overlap=self.window_overlap, is_training=False)
+        return self.windows.features(examples, self.tokenizer)
 
     def predict(self, examples: Sequence[SquadExample], version_2_with_negative: bool = False,
                 null_threshold: float = 0.0, n_best_size: Optional[int] = None) -> QAPredictions:

@@ -10,14 +10,15 @@ the answer plus that many random answer-less windows per question (None keeps al
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 
-from bertforge.data.squad import (SquadExample, collate, examples_to_features, length_bucketed_batches,
-                         paragraph_negatives, read_squad)
+from bertforge.data.squad import (QAWindows, SquadExample, collate, length_bucketed_batches, paragraph_negatives,
+                                  read_squad)
+from bertforge.errors import BertforgeError
 from bertforge.fileio import atomic_write_json
 from bertforge.models.bert.heads import BertForQuestionAnswering
 from bertforge.data.loader import ResumableLoader
@@ -27,40 +28,39 @@ from bertforge.tokenizer.tokenizer import Tokenizer
 from bertforge.training.trainer import TrainConfig, Trainer
 
 
+def _qa_train_defaults() -> TrainConfig:
+    """BERT's SQuAD recipe (Devlin et al. 4.2: 2 epochs, warm-up 10%) with a MiniLM-friendly lr, bf16."""
+    return TrainConfig(epochs=2.0, lr=1e-4, warmup_ratio=0.1, weight_decay=0.01, precision="bf16", seed=42,
+                       save_every=200)
+
+
 @dataclass
 class QATrainConfig:
-    """Hyper-parameters of a SQuAD fine-tuning run (defaults: BERT paper section 4.2, MiniLM-friendly lr)."""
+    """A SQuAD fine-tuning run: the shared loop's settings (`train`; its out_dir is set by finetune_squad),
+    the windows (`windows`, D6) and what is QA's own (batching, negatives)."""
 
-    max_seq_length: int = 384
-    max_query_length: int = 64
-    window_overlap: int = 128
+    train: TrainConfig = field(default_factory=_qa_train_defaults)
+    windows: QAWindows = field(default_factory=QAWindows)
+    batch_size: int = 32
     negatives_per_question: Optional[int] = 1  # answer-less windows kept per question (None: all)
     paragraph_negatives: float = 0.0  # share of questions also asked of another paragraph (no answer)
     pad_to_multiple_of: Optional[int] = 64  # batch lengths rounded up: few shapes, reused CPU kernels
     attention_dropout: Optional[float] = None  # None: the checkpoint's (BERT: 0.1); see finetune_squad
-    epochs: float = 2.0
-    max_steps: Optional[int] = None
-    batch_size: int = 32
-    lr: float = 1e-4
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    precision: str = "bf16"
-    seed: int = 42
-    eval_every: Optional[int] = None
-    save_every: int = 200
     version_2_with_negative: bool = False
-    resume: bool = False
-    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise BertforgeError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.negatives_per_question is not None and self.negatives_per_question < 0:
+            raise BertforgeError(f"negatives_per_question must be >= 0 or None (all), got {self.negatives_per_question}")
 
 
 def training_features(examples: Sequence[SquadExample], tokenizer: Tokenizer, cfg: QATrainConfig) -> list:
     """Windows with start/end labels; answer-less windows subsampled per `negatives_per_question`."""
-    features = examples_to_features(examples, tokenizer, max_seq_length=cfg.max_seq_length,
-                                    max_query_length=cfg.max_query_length, window_overlap=cfg.window_overlap,
-                                    is_training=True)
+    features = cfg.windows.features(examples, tokenizer, is_training=True)
     if cfg.negatives_per_question is None:
         return features
-    rng = random.Random(cfg.seed)
+    rng = random.Random(cfg.train.seed)
     by_example: dict[int, list] = {}
     for f in features:
         by_example.setdefault(f.example_index, []).append(f)
@@ -98,8 +98,8 @@ def finetune_squad(model_path: str | Path, train_files: Sequence[str | Path], de
                    out_dir: str | Path, cfg: QATrainConfig = QATrainConfig()) -> BertForQuestionAnswering:
     """Fine-tune `model_path` (any BERT checkpoint; the QA head is initialised if absent) and save the
     best (by dev F1, when a dev file is given) or final model to `out_dir` with its tokenizer."""
-    out_dir = Path(out_dir)
-    torch.manual_seed(cfg.seed)
+    out_dir, seed = Path(out_dir), cfg.train.seed
+    torch.manual_seed(seed)
     tokenizer = Tokenizer.from_pretrained(model_path)
     # Attention-probability dropout makes torch's fused attention fall back to its math kernel on a CPU
     # (B x H x T x T buffers): 1,618 vs 4,660 real tokens/s on SQuAD windows (bf16, 2 threads).
@@ -109,25 +109,20 @@ def finetune_squad(model_path: str | Path, train_files: Sequence[str | Path], de
     if not train_examples:
         raise ValueError(f"no training questions in {', '.join(map(str, train_files))}")
     if cfg.paragraph_negatives:
-        train_examples += paragraph_negatives(train_examples, cfg.paragraph_negatives, cfg.seed)
+        train_examples += paragraph_negatives(train_examples, cfg.paragraph_negatives, seed)
     features = training_features(train_examples, tokenizer, cfg)
     # Batches of similar length (each pads only to its own longest window), in a fresh order every epoch.
-    batches = [[features[k] for k in idx] for idx in length_bucketed_batches(features, cfg.batch_size, cfg.seed)]
-    loader = ResumableLoader(batches, batch_size=1, collate_fn=lambda items: train_batch(items[0], cfg), seed=cfg.seed)
+    batches = [[features[k] for k in idx] for idx in length_bucketed_batches(features, cfg.batch_size, seed)]
+    loader = ResumableLoader(batches, batch_size=1, collate_fn=lambda items: train_batch(items[0], cfg), seed=seed)
     dev_examples = read_squad(dev_file) if dev_file else []
 
     def evaluate(m) -> dict[str, float]:
-        qa = QuestionAnswerer(model=m, tokenizer=tokenizer, max_seq_length=cfg.max_seq_length,
-                              max_query_length=cfg.max_query_length, window_overlap=cfg.window_overlap,
-                              precision="bf16" if cfg.precision == "bf16" else "fp32")
+        qa = QuestionAnswerer(model=m, tokenizer=tokenizer, windows=cfg.windows, precision=cfg.train.precision)
         scores = score_predictions(dev_examples, qa.predict(dev_examples, cfg.version_2_with_negative),
                                    cfg.version_2_with_negative)
         return {"exact": scores.get("exact_match", scores.get("exact")), "f1": scores["f1"]}
 
-    tc = TrainConfig(out_dir=str(out_dir / "run"), epochs=cfg.epochs, max_steps=cfg.max_steps, lr=cfg.lr,
-                     warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay, precision=cfg.precision,
-                     seed=cfg.seed, eval_every=cfg.eval_every or 0, save_every=cfg.save_every, resume=cfg.resume,
-                     metric_for_best="f1" if dev_examples else None)
+    tc = replace(cfg.train, out_dir=str(out_dir / "run"), metric_for_best="f1" if dev_examples else None)
     trainer = Trainer(model, tc, loader, eval_fn=evaluate if dev_examples else None)
     trainer.train()
     best = out_dir / "run" / "best"
