@@ -89,9 +89,10 @@ def run_one(task: str, side: str, seed: int, args, scratch: Path) -> dict:
     if args.max_train and len(data.train) > args.max_train:
         data.train = random.Random(0).sample(data.train, args.max_train)
     base = minilm_path()
-    settings = ft.FinetuneSettings(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=seed,
-                                   patience=None, evals_per_epoch=args.evals_per_epoch, progress=False,
-                                   precision="bf16" if args.bf16 and side == "bertforge" else "fp32",
+    train = ft.finetune_train_config(epochs=args.epochs or data.defaults.epochs, lr=args.lr or data.defaults.lr,
+                                     seed=seed, patience=None, progress=False,
+                                     precision="bf16" if args.bf16 and side == "bertforge" else "fp32")
+    settings = ft.FinetuneSettings(train, batch_size=args.batch_size, evals_per_epoch=args.evals_per_epoch,
                                    bucket=(side == "bertforge" or args.same_batches) and not args.no_bucket)
     torch.manual_seed(seed)
     model = ft.build_model(base, data)  # the seeded head on MiniLM: both sides start here

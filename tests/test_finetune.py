@@ -21,7 +21,7 @@ from bertforge.data.choice import ChoiceExample
 from bertforge.data.classify import TextExample
 from bertforge.data.ner import TaggedSentence
 
-QUICK = dict(progress=False, evals_per_epoch=1, patience=None)
+QUICK = dict(progress=False, patience=None)  # TrainConfig fields of the quick runs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -60,8 +60,8 @@ def sentiment(n: int, seed: int) -> list[TextExample]:
 
 def test_sequence_finetune_learns_and_keeps_best(tiny_dir, tmp_path):
     data = ft.TaskData("toy", "sequence", sentiment(256, 0), sentiment(64, 1), ["neg", "pos"])
-    settings = ft.FinetuneSettings(epochs=4, lr=2e-3, batch_size=16, max_length=32, evals_per_epoch=2,
-                                   progress=False, patience=None)
+    settings = ft.FinetuneSettings(ft.finetune_train_config(epochs=4, lr=2e-3, progress=False, patience=None),
+                                   batch_size=16, max_length=32, evals_per_epoch=2)
     result = ft.finetune(data, tiny_dir, tmp_path / "run", settings)
     evals = [r["eval_accuracy"] for r in result.log if "eval_accuracy" in r]
     assert len(evals) == 8 and max(evals) >= 0.95  # learned the rule (chance: ~0.5)
@@ -88,15 +88,13 @@ def test_regression_and_multilabel_kinds(tiny_dir, tmp_path):
     rng = random.Random(0)
     reg = [TextExample(" ".join(rng.choices(FILL, k=3)), label=rng.uniform(0, 5)) for _ in range(40)]
     data = ft.TaskData("reg", "sequence", reg[:32], reg[32:], ["LABEL_0"], "regression", "spearman")
-    result = ft.finetune(data, tiny_dir, tmp_path / "reg", ft.FinetuneSettings(max_steps=2, batch_size=8,
-                                                                                 max_length=16, **QUICK))
+    result = ft.finetune(data, tiny_dir, tmp_path / "reg", ft.FinetuneSettings(ft.finetune_train_config(max_steps=2, **QUICK), batch_size=8, max_length=16, evals_per_epoch=1))
     assert set(result.best) == {"pearson", "spearman", "mse"}
     assert all(isinstance(x, float) for x in ft.predict(result.best_dir, reg[:3]))
     multi = [TextExample(w, label=[w[0]] + (["long"] if len(w) > 5 else [])) for w in FILL]
     data = ft.TaskData("multi", "sequence", multi, multi, sorted({x for e in multi for x in e.label}),
                        "multi_label_classification", "micro_f1")
-    result = ft.finetune(data, tiny_dir, tmp_path / "multi", ft.FinetuneSettings(max_steps=2, batch_size=4,
-                                                                                   max_length=8, **QUICK))
+    result = ft.finetune(data, tiny_dir, tmp_path / "multi", ft.FinetuneSettings(ft.finetune_train_config(max_steps=2, **QUICK), batch_size=4, max_length=8, evals_per_epoch=1))
     assert set(result.best) == {"micro_f1", "subset_accuracy"}
     assert all(isinstance(p, list) and set(p) <= set(data.labels) for p in ft.predict(result.best_dir, multi))
 
@@ -105,16 +103,14 @@ def test_token_and_choice_kinds_run_end_to_end(tiny_dir, tmp_path):
     sents = [TaggedSentence(["Alex", "lives", "in", "Paris"], ["B-PER", "O", "O", "B-LOC"]),
              TaggedSentence(["Nadim", "Ladki", "visited", "New", "York"], ["B-PER", "I-PER", "O", "B-LOC", "I-LOC"])]
     data = ft.TaskData("ner", "token", sents * 4, sents, ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"], metric="f1")
-    result = ft.finetune(data, tiny_dir, tmp_path / "ner", ft.FinetuneSettings(max_steps=2, batch_size=4,
-                                                                                 max_length=16, **QUICK))
+    result = ft.finetune(data, tiny_dir, tmp_path / "ner", ft.FinetuneSettings(ft.finetune_train_config(max_steps=2, **QUICK), batch_size=4, max_length=16, evals_per_epoch=1))
     assert {"precision", "recall", "f1", "accuracy"} == set(result.best)
     tags = ft.predict(result.best_dir, [TaggedSentence(["Nadim", "Ladki", "is", "here"])])
     assert len(tags) == 1 and len(tags[0]) == 4 and set(tags[0]) <= set(data.labels)
     qs = [ChoiceExample("where is milk kept?", ["fridge", "oven", "sky"], 0),
           ChoiceExample("what do birds do?", ["swim", "fly", "dig"], 1)]
     data = ft.TaskData("toychoice", "choice", qs * 4, qs)
-    result = ft.finetune(data, tiny_dir, tmp_path / "choice", ft.FinetuneSettings(max_steps=2, batch_size=2,
-                                                                                    max_length=16, **QUICK))
+    result = ft.finetune(data, tiny_dir, tmp_path / "choice", ft.FinetuneSettings(ft.finetune_train_config(max_steps=2, **QUICK), batch_size=2, max_length=16, evals_per_epoch=1))
     assert set(result.best) == {"accuracy"}
     assert all(p in (0, 1, 2) for p in ft.predict(result.best_dir, qs))
 
@@ -221,7 +217,7 @@ def test_sst2_finetune_beats_majority(minilm_dir, tmp_path):
     data.train = random.Random(0).sample(data.train, 2000)
     majority = Counter(e.label for e in data.dev).most_common(1)[0][1] / len(data.dev)
     result = ft.finetune(data, minilm_dir, tmp_path / "sst2",
-                         ft.FinetuneSettings(epochs=1, lr=1e-4, batch_size=32, **QUICK))
+                         ft.FinetuneSettings(ft.finetune_train_config(epochs=1, lr=1e-4, **QUICK), batch_size=32, evals_per_epoch=1))
     assert result.best["accuracy"] > majority + 0.2, (result.best, majority)
 
 
@@ -233,5 +229,5 @@ def test_conll_finetune_finds_entities(minilm_dir, tmp_path):
     data = ft.ner_task_data(root / "train.txt", root / "valid.txt", "conll2003")
     data.train, data.dev = random.Random(0).sample(data.train, 1500), data.dev[:500]
     result = ft.finetune(data, minilm_dir, tmp_path / "conll",
-                         ft.FinetuneSettings(epochs=1, lr=1e-4, batch_size=16, **QUICK))
+                         ft.FinetuneSettings(ft.finetune_train_config(epochs=1, lr=1e-4, **QUICK), batch_size=16, evals_per_epoch=1))
     assert result.best["f1"] > 0.4, result.best

@@ -49,18 +49,24 @@ def add_training_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def settings_from_args(args: argparse.Namespace):
-    from bertforge.tasks.classification import FinetuneSettings
-
+def check_flags(args: argparse.Namespace) -> None:
+    """Refuse bad numbers before any data is read."""
     for name in ("epochs", "lr", "batch_size", "max_length", "evals_per_epoch", "max_steps"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
-    return FinetuneSettings(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
-                            warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, seed=args.seed,
-                            precision=args.precision, evals_per_epoch=args.evals_per_epoch,
-                            patience=args.patience or None, bucket=False if args.no_bucket else None, max_steps=args.max_steps,
-                            resume=args.resume, progress=not args.quiet, device=args.device)
+
+
+def settings_from_args(args: argparse.Namespace, defaults):
+    """FinetuneSettings of the flags; epochs / lr / batch size / max length not given take the task's `defaults`."""
+    from bertforge.tasks.classification import FinetuneSettings, finetune_train_config
+
+    train = finetune_train_config(
+        epochs=args.epochs or defaults.epochs, lr=args.lr or defaults.lr, max_steps=args.max_steps,
+        warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, seed=args.seed, precision=args.precision,
+        patience=args.patience or None, resume=args.resume, progress=not args.quiet, device=args.device)
+    return FinetuneSettings(train, batch_size=args.batch_size, max_length=args.max_length,
+                            evals_per_epoch=args.evals_per_epoch, bucket=False if args.no_bucket else None)
 
 
 def glue_dir(arg: str | None) -> Path:
@@ -78,11 +84,11 @@ def _train(args: argparse.Namespace, load_data: Callable) -> int:
 
     from bertforge.tasks.classification import finetune
 
-    settings = settings_from_args(args)
+    check_flags(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     data = load_data()
-    result = finetune(data, args.model, args.out, settings)
+    result = finetune(data, args.model, args.out, settings_from_args(args, data.defaults))
     print(json.dumps({"task": data.name, "best_dir": str(result.best_dir), "dev": result.best,
                       "train_tokens_per_s": round(result.tokens_per_s, 1)}, indent=2))
     return 0

@@ -242,29 +242,30 @@ def evaluate_features(model, kind: str, features, aux, examples, config: BertCon
 # Fine-tune, evaluate, predict
 # ---------------------------------------------------------------------------------------------
 
+def finetune_train_config(**fields: Any) -> TrainConfig:
+    """The shared loop's settings for fine-tuning, BERT's defaults (Devlin et al. A.3: linear warm-up over
+    10% of the steps then linear decay, AdamW wd 0.01) plus early stopping after 3 evaluations without
+    improvement and one step checkpoint kept; `fields` override any of them (epochs, lr, precision, ...)."""
+    defaults = dict(warmup_ratio=0.1, weight_decay=0.01, seed=42, patience=3, keep_last=1)
+    return TrainConfig(**{**defaults, **fields})
+
+
 @dataclass
 class FinetuneSettings:
-    """Run settings; None means the task's default (`Hyper`)."""
+    """A fine-tuning run: the shared loop's settings (`train`; None: `finetune_train_config` with the task's
+    epochs and lr) and what is fine-tuning's own. batch_size / max_length None: the task's (`Hyper`)."""
 
-    epochs: Optional[float] = None
-    lr: Optional[float] = None
+    train: Optional[TrainConfig] = None
     batch_size: Optional[int] = None
     max_length: Optional[int] = None
-    warmup_ratio: float = 0.1  # BERT: linear warm-up over the first 10% of steps, then linear decay
-    weight_decay: float = 0.01
-    seed: int = 42
-    precision: str = "fp32"  # or 'bf16' (autocast)
     evals_per_epoch: int = 2
-    patience: Optional[int] = 3  # evaluations without improvement before stopping; None: never stop
     bucket: Optional[bool] = None  # length-bucketed batches; None: yes except for token classification
     eval_batch_size: int = 64
-    max_steps: Optional[int] = None
-    resume: bool = False
-    progress: bool = True
-    device: str = "auto"
 
     def resolve(self, defaults: Hyper) -> "FinetuneSettings":
-        return replace(self, **{k: getattr(defaults, k) for k in asdict(defaults) if getattr(self, k) is None})
+        train = self.train or finetune_train_config(epochs=defaults.epochs, lr=defaults.lr)
+        return replace(self, train=train, batch_size=self.batch_size or defaults.batch_size,
+                       max_length=self.max_length or defaults.max_length)
 
 
 @dataclass
@@ -362,24 +363,21 @@ def finetune(data: TaskData, model_path: str | Path, out_dir: str | Path,
     model_path, out_dir = Path(model_path), Path(out_dir)
     tok = Tokenizer.from_pretrained(model_path)
     if model is None:
-        torch.manual_seed(s.seed)  # the head's initialisation
+        torch.manual_seed(s.train.seed)  # the head's initialisation
         model = build_model(model_path, data)
     config = _task_config(model_path, data)
     kind = KINDS[data.kind]
     train_features, _ = kind.featurize(tok, data.train, s.max_length, config)
     dev_features, dev_aux = kind.featurize(tok, data.dev, s.max_length, config)
     bucket = s.bucket if s.bucket is not None else data.kind != "token"
-    loader = loader_for(train_features, data.kind, s.batch_size, s.seed, bucket, tok.pad_token_id)
+    loader = loader_for(train_features, data.kind, s.batch_size, s.train.seed, bucket, tok.pad_token_id)
 
     def eval_fn(m: torch.nn.Module) -> dict[str, float]:
         return evaluate_features(m, data.kind, dev_features, dev_aux, data.dev, config, s.eval_batch_size,
-                                 tok.pad_token_id, s.precision)
+                                 tok.pad_token_id, s.train.precision)
 
-    train_config = TrainConfig(
-        out_dir=str(out_dir), epochs=s.epochs, max_steps=s.max_steps, lr=s.lr, weight_decay=s.weight_decay,
-        warmup_ratio=s.warmup_ratio, precision=s.precision, seed=s.seed, resume=s.resume, device=s.device,
-        eval_every=max(1, math.ceil(len(loader) / s.evals_per_epoch)), metric_for_best=data.metric,
-        greater_is_better=True, patience=s.patience, progress=s.progress, keep_last=1)
+    train_config = replace(s.train, out_dir=str(out_dir), metric_for_best=data.metric, greater_is_better=True,
+                           eval_every=max(1, math.ceil(len(loader) / s.evals_per_epoch)))
     info = {"task": data.name, "kind": data.kind, "metric": data.metric, "max_length": s.max_length}
 
     def save_hook(path: Path) -> None:  # each checkpoint can be evaluated and used on its own (D5)
