@@ -1,0 +1,119 @@
+"""Ask a folder: retrieve the passages that may hold the answer, read them, answer with the source.
+
+    from bertforge.retrieval import DocumentIndex, ask_docs
+    from bertforge.tasks.qa.answerer import QuestionAnswerer
+    index, qa = DocumentIndex.build("notes/"), QuestionAnswerer()
+    for a in ask_docs(qa, index, "When was the lab founded?", top_k=3):
+        print(a.text, a.probability, f"{a.file}:{a.line}", a.sentence)
+    # [] means: no answer in these documents
+
+The retriever-reader recipe of DrQA (Chen et al. 2017, "Reading Wikipedia to Answer Open-Domain
+Questions"): the index proposes `top_passages` passages; the QA model reads all of them in one batch
+(`QuestionAnswerer.answer_many`); the spans of all passages compete on the reader's unnormalised
+score (start + end logit), as in DrQA's "argmax over all considered paragraph spans".
+
+`probability` is the softmax of that score over every candidate span of every passage read (the
+reader's n-best of each, duplicates from overlapping passages merged), so it is comparable across
+passages, unlike the per-passage probability of `answer_many`.
+
+**No answer.** A reader with a null score (SQuAD 2.0 training) may return no span for a passage: that
+passage contributes nothing. When no passage has a span, or the best span's score is below
+`min_score`, the result is [] ("no answer in these documents"). `DEFAULT_MIN_SCORE` was measured on
+questions whose paragraph is not in the folder (docs/retrieval.md).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Optional, Sequence
+
+from bertforge.errors import BertforgeError
+from bertforge.retrieval.chunking import Passage
+from bertforge.retrieval.index import DocumentIndex
+
+__all__ = ["DEFAULT_MIN_SCORE", "DocAnswer", "NO_ANSWER", "ask_docs", "ask_docs_many"]
+
+NO_ANSWER = "no answer in these documents"
+DEFAULT_MIN_SCORE: Optional[float] = None  # reader score (start + end logit) below which there is no answer
+POOL = 20  # spans kept per passage for the cross-passage softmax (the reader's n-best size)
+
+
+@dataclass
+class DocAnswer:
+    """An answer found in the folder: `text` is the file's text[start:end], at `file`:`line`."""
+
+    text: str
+    probability: float  # softmax over all candidate spans of all passages read
+    file: str  # relative to the indexed folder
+    line: int  # 1-based line of the answer's start (within `page` for a PDF)
+    sentence: str  # the sentence around the answer, the answer marked **like this** (white space runs collapsed)
+    start: int  # character offsets into the file's text, end-exclusive
+    end: int
+    score: float  # reader score: start logit + end logit
+    page: Optional[int] = None  # PDF page (1-based), None for other files
+    passage: Optional[Passage] = None  # the passage it was read from, with its retrieval score
+
+    @property
+    def location(self) -> str:
+        return f"{self.file}:p{self.page}:{self.line}" if self.page is not None else f"{self.file}:{self.line}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _locate(passage: Passage, offset: int) -> tuple[int, Optional[int]]:
+    """(line, page) of `offset` (into passage.text) in the file: the passage's own line plus the newlines
+    before the offset; a form feed inside the passage starts a new PDF page (lines restart at 1)."""
+    before = passage.text[:offset]
+    if passage.page is not None and "\f" in before:
+        return before.count("\n", before.rindex("\f")) + 1, passage.page + before.count("\f")
+    return passage.line + before.count("\n"), passage.page
+
+
+def _softmax(scores: Sequence[float]) -> list[float]:
+    top = max(scores)
+    exps = [math.exp(s - top) for s in scores]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
+def ask_docs_many(answerer, index: DocumentIndex, questions: Sequence[str], top_k: int = 1, top_passages: int = 5,
+                  min_score: Optional[float] = DEFAULT_MIN_SCORE, mode: str = "hybrid") -> list[list[DocAnswer]]:
+    """`ask_docs` for many questions: one retrieval batch, one reading batch for all (question, passage) pairs."""
+    if isinstance(questions, str):
+        raise TypeError("ask_docs_many() takes a list of questions, not one str")
+    if top_k < 1 or top_passages < 1:
+        raise BertforgeError(f"top_k and top_passages must be >= 1, got {top_k} and {top_passages}")
+    hits = index.search_many(questions, top_passages, mode)
+    pairs = [(qi, p) for qi, ps in enumerate(hits) for p in ps]  # (question index, passage)
+    read = answerer.answer_many([questions[qi] for qi, _ in pairs], [p.text for _, p in pairs],
+                                top_k=max(top_k, POOL)) if pairs else []
+    candidates: list[dict[tuple[str, int, int], DocAnswer]] = [{} for _ in questions]
+    for (qi, passage), answers in zip(pairs, read):
+        for a in answers:  # [] when the reader finds no answer in this passage
+            line, page = _locate(passage, a.start)
+            found = DocAnswer(text=a.text, probability=0.0, file=passage.file, line=line, sentence=" ".join(a.sentence.split()),
+                              start=passage.start + a.start, end=passage.start + a.end, score=a.score, page=page,
+                              passage=passage)
+            key = (found.file, found.start, found.end)  # overlapping passages propose the same span twice
+            if key not in candidates[qi] or candidates[qi][key].score < found.score:
+                candidates[qi][key] = found
+    results = []
+    for pool in candidates:
+        ranked = sorted(pool.values(), key=lambda a: a.score, reverse=True)
+        if not ranked or (min_score is not None and ranked[0].score < min_score):
+            results.append([])
+            continue
+        for a, p in zip(ranked, _softmax([a.score for a in ranked])):
+            a.probability = p
+        results.append(ranked[:top_k])
+    return results
+
+
+def ask_docs(answerer, index: DocumentIndex, question: str, top_k: int = 1, top_passages: int = 5,
+             min_score: Optional[float] = DEFAULT_MIN_SCORE, mode: str = "hybrid") -> list[DocAnswer]:
+    """The `top_k` best answers to `question` from the index's documents, best first; [] when there is
+    no answer in these documents. `answerer` is a `QuestionAnswerer`; `mode`: hybrid, vector or bm25."""
+    if not isinstance(question, str):
+        raise TypeError("ask_docs() takes one question (str); use ask_docs_many for a list")
+    return ask_docs_many(answerer, index, [question], top_k, top_passages, min_score, mode)[0]
