@@ -38,8 +38,8 @@ CHUNKING_VERSION = 1
 
 _WORD = re.compile(r"\S+")
 # A sentence ends at . ! ? (plus closing quotes/brackets) before white space; a paragraph at a blank
-# line; a page at a form feed. The match is the gap between two atoms.
-_BOUNDARY = re.compile(r"(?<=[.!?])[\"'\u201d\u2019)\]]*\s+|\n[ \t\r\v]*\n\s*|\s*\f\s*")
+# line; a page at a form feed. The one group that matched is the gap between two atoms.
+_BOUNDARY = re.compile(r"[.!?][\"'\u201d\u2019)\]]*(\s+)|(\n[ \t\r\v]*\n\s*)|(\s*\f\s*)")
 
 
 @dataclass(frozen=True)
@@ -112,14 +112,14 @@ def _atoms(text: str, max_words: int) -> list[tuple[int, int, int]]:
     """(start, end, n_words) of each sentence, stripped of white space; long ones cut to max_words."""
     atoms = []
     pos = 0
-    for gap in list(_BOUNDARY.finditer(text)) + [None]:
-        stop = gap.start() if gap else len(text)
+    for m in list(_BOUNDARY.finditer(text)) + [None]:
+        gap = m.span(m.lastindex) if m else (len(text), len(text))  # the gap, without the punctuation
+        stop = gap[0]
         words = [(m.start(), m.end()) for m in _WORD.finditer(text, pos, stop)]  # re's pos/endpos: absolute offsets
         for i in range(0, len(words), max_words):
             piece = words[i : i + max_words]
             atoms.append((piece[0][0], piece[-1][1], len(piece)))
-        if gap:
-            pos = gap.end()
+        pos = gap[1]
     return atoms
 
 
@@ -140,9 +140,11 @@ def chunk_spans(text: str, max_words: int = 120, overlap_words: int = 30) -> lis
         spans.append((atoms[i][0], atoms[j - 1][1]))
         if j == len(atoms):
             break
-        # Step back over whole trailing sentences while they fit in the overlap, keeping >= 1 new atom.
+        # Step back over whole trailing sentences while they fit in the overlap, keeping >= 1 new atom
+        # and room for the next unseen atom (else the next passage would not reach past this one).
         s, shared = j, 0
-        while s - 1 > i and shared + atoms[s - 1][2] <= overlap_words:
+        while (s - 1 > i and shared + atoms[s - 1][2] <= overlap_words
+               and shared + atoms[s - 1][2] + atoms[j][2] <= max_words):
             shared += atoms[s - 1][2]
             s -= 1
         i = s

@@ -47,35 +47,30 @@ class SourceFile:
 
 
 def walk_folder(folder: Path, exclude: Iterable[Path] = ()) -> tuple[list[SourceFile], list[tuple[str, str]]]:
-    """The supported files under `folder` (sorted by relative path) and the (path, reason) of what was
-    skipped. Symlinks are followed once: a folder reached twice (a symlink loop, or two links to one
-    folder) and a file reached twice are skipped. Names starting with '.' are not walked (like `ls`)."""
+    """The supported files under `folder` in path order, and the (path, reason) of what was skipped.
+
+    Symlinks are followed once: a folder reached twice (a symlink loop, or two links to one folder) and
+    a file reached twice are skipped, the first path in sorted order kept. Names starting with '.' are
+    not walked (like `ls`: .git, .venv, the default index)."""
     folder = Path(folder)
     excluded = {os.path.realpath(p) for p in exclude}
     files: list[SourceFile] = []
     skipped: list[tuple[str, str]] = []
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: dict[tuple[int, int], str] = {}
-    stack = [folder]
-    while stack:
-        d = stack.pop()
+
+    def visit(d: Path) -> None:
         rel_d = d.relative_to(folder).as_posix()
-        try:
-            st = d.stat()
-        except OSError as e:  # ELOOP: a link that points at itself
-            skipped.append((rel_d, f"cannot open folder ({e.strerror or e}): symlink loop?"))
-            continue
-        key = (st.st_dev, st.st_ino)
-        if key in seen_dirs:
+        st = d.stat()
+        if (st.st_dev, st.st_ino) in seen_dirs:
             skipped.append((rel_d, "folder already indexed through another path (symlink loop?), skipped"))
-            continue
-        seen_dirs.add(key)
+            return
+        seen_dirs.add((st.st_dev, st.st_ino))
         try:
             entries = sorted(os.scandir(d), key=lambda e: e.name)
         except OSError as e:
-            skipped.append((rel_d or ".", f"cannot list folder ({e.strerror or e})"))
-            continue
-        subdirs = []
+            skipped.append((rel_d, f"cannot list folder ({e.strerror or e})"))
+            return
         for entry in entries:
             path = Path(entry.path)
             rel = path.relative_to(folder).as_posix()
@@ -83,22 +78,20 @@ def walk_folder(folder: Path, exclude: Iterable[Path] = ()) -> tuple[list[Source
                 continue
             try:
                 est = path.stat()  # follows symlinks
-            except OSError as e:
-                skipped.append((rel, f"cannot stat ({e.strerror or e}): broken symlink or symlink loop?"))
+            except OSError as e:  # ELOOP (a link to itself), a dangling link
+                skipped.append((rel, f"cannot open ({e.strerror or e}): broken symlink or symlink loop?"))
                 continue
             if entry.is_dir():
-                subdirs.append(path)
-                continue
-            if path.suffix.lower() not in KINDS or not entry.is_file():
-                continue  # other file types are not documents (not warned: a folder has many)
-            fkey = (est.st_dev, est.st_ino)
-            if fkey in seen_files:
-                skipped.append((rel, f"same file as {seen_files[fkey]}, skipped"))
-                continue
-            seen_files[fkey] = rel
-            files.append(SourceFile(path=path, rel=rel, size=est.st_size, mtime_ns=est.st_mtime_ns))
-        stack.extend(reversed(subdirs))
-    files.sort(key=lambda f: f.rel)
+                visit(path)
+            elif path.suffix.lower() in KINDS and entry.is_file():  # other types: not documents, not warned
+                key = (est.st_dev, est.st_ino)
+                if key in seen_files:
+                    skipped.append((rel, f"same file as {seen_files[key]}, skipped"))
+                    continue
+                seen_files[key] = rel
+                files.append(SourceFile(path=path, rel=rel, size=est.st_size, mtime_ns=est.st_mtime_ns))
+
+    visit(folder)
     return files, skipped
 
 

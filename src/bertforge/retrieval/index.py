@@ -241,8 +241,10 @@ def _read_manifest(path: Path) -> dict:
 class DocumentIndex:
     """Passages of a folder with hybrid (BM25 + vector) search; see the module docstring."""
 
-    fusion = "rrf"  # "rrf" or "convex" (docs/retrieval.md: RRF measured at least as good, and needs no tuning)
-    convex_weight = 0.5  # the vector list's weight when fusion == "convex"
+    # Measured (docs/retrieval.md): the convex mix beat RRF on held-out SQuAD-dev questions (recall@1
+    # 80.2 vs 75.5, @5 94.2 vs 92.7), weight 0.5 best of 0.3..0.7; RRF stays available.
+    fusion = "convex"  # or "rrf"
+    convex_weight = 0.5  # the vector list's weight in the convex mix (BM25 gets 1 - weight)
     candidates = 100  # how deep each list is read before fusing
 
     def __init__(self, path: Path, manifest: dict, passages: list[Passage], store: VectorStore, bm25: BM25Index,
@@ -273,8 +275,9 @@ class DocumentIndex:
         """Index `folder` into `out` (default `default_index_path(folder)`), reusing what a previous
         index at `out` already embedded, and return the index. `build(...).report` says what was done.
 
-        model / encoder: the embedding model folder, or a ready `SentenceEncoder` (share one between
-        indexes); by default the model of the previous index, else all-MiniLM-L6-v2.
+        model / encoder: the embedding model folder, and/or a ready `SentenceEncoder` of it (to share
+        one between indexes; give `model` too unless it is all-MiniLM-L6-v2, so `load` can find it);
+        by default the model of the previous index, else all-MiniLM-L6-v2.
         store: a `VectorStore` (default: the previous index's kind, else `FlatStore`).
         max_file_mb: larger files are skipped with a warning. warn: called with one line per skipped
         file (default: the 'bertforge.retrieval' logger)."""
