@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "bertforge.cli.predict",
     "bertforge.cli.word2vec",
     "bertforge.cli.viz",
+    "bertforge.cli.index",
 ]
 
 

@@ -1,4 +1,4 @@
-"""`bertforge qa "question" --context TEXT | --context-file PATH | < stdin`: answer questions about a text."""
+"""`bertforge qa "question" --context TEXT | --context-file PATH | --docs DIR|INDEX | < stdin`: answer questions."""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +17,10 @@ def register(sub) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--context", help="the text to answer from")
     src.add_argument("--context-file", type=Path, help="read the text from a file")
+    src.add_argument("--docs", type=Path, metavar="DIR|INDEX", help="answer from a folder of documents (indexed, or "
+                     "refreshed, first) or from an index built by `bertforge index`; docs/retrieval.md")
+    p.add_argument("--top-passages", type=flags.positive_int, default=5,
+                   help="with --docs: passages retrieved and read per question")
     p.add_argument("--questions-file", type=Path, help="one question per line")
     flags.model(p, "a QA model directory (default: the shipped model)")
     flags.top_k(p)
@@ -43,14 +47,24 @@ def _read_text(path: Path) -> str:
         raise ValueError(f"{path} is not UTF-8 text") from None
 
 
-def run(args: argparse.Namespace) -> int:
+def _answerer(args: argparse.Namespace):
     from bertforge.tasks.qa.answerer import DEFAULT_MODEL, QuestionAnswerer
 
+    return QuestionAnswerer(args.model or DEFAULT_MODEL, device=args.device, precision=args.precision,
+                            batch_size=args.batch_size, windows=windows(args),
+                            max_answer_length=args.max_answer_length, compile=args.compile)
+
+
+def run(args: argparse.Namespace) -> int:
     questions = list(args.question)
     if args.questions_file:
         questions += [q.strip() for q in _read_text(args.questions_file).splitlines() if q.strip()]
     if not questions:
         raise ValueError("no question given: pass one as an argument or use --questions-file")
+    if args.docs is not None:
+        from bertforge.cli.index import answer_from_docs
+
+        return answer_from_docs(args, questions, _answerer)
     if args.context is not None:
         context = args.context
     elif args.context_file is not None:
@@ -60,9 +74,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         raise ValueError("no context given: use --context TEXT, --context-file PATH or pipe it on stdin")
 
-    qa = QuestionAnswerer(args.model or DEFAULT_MODEL, device=args.device, precision=args.precision,
-                          batch_size=args.batch_size, windows=windows(args),
-                          max_answer_length=args.max_answer_length, compile=args.compile)
+    qa = _answerer(args)
     for question, answers in zip(questions, qa.answer_many(questions, context, top_k=args.top_k)):
         if args.json:
             print(json.dumps({"question": question, "answers": [a.to_dict() for a in answers]},

@@ -269,7 +269,7 @@ class DocumentIndex:
     @classmethod
     def build(cls, folder: str | Path, out: Optional[str | Path] = None, *, model: Optional[str | Path] = None,
               encoder=None, device: str = "cpu", precision: str = "auto", batch_size: int = 32,
-              chunking: ChunkConfig = ChunkConfig(), store: Optional[VectorStore] = None,
+              chunking: Optional[ChunkConfig] = None, store: Optional[VectorStore] = None,
               max_file_mb: float = 20.0, progress: bool = False,
               warn: Optional[Callable[[str], None]] = None) -> "DocumentIndex":
         """Index `folder` into `out` (default `default_index_path(folder)`), reusing what a previous
@@ -278,6 +278,7 @@ class DocumentIndex:
         model / encoder: the embedding model folder, and/or a ready `SentenceEncoder` of it (to share
         one between indexes; give `model` too unless it is all-MiniLM-L6-v2, so `load` can find it);
         by default the model of the previous index, else all-MiniLM-L6-v2.
+        chunking: how files are cut (default: as the previous index, else `ChunkConfig()`).
         store: a `VectorStore` (default: the previous index's kind, else `FlatStore`).
         max_file_mb: larger files are skipped with a warning. warn: called with one line per skipped
         file (default: the 'bertforge.retrieval' logger)."""
@@ -296,6 +297,10 @@ class DocumentIndex:
                 if model is None and previous is not None:
                     model = previous["manifest"]["encoder"]["model"]
                 encoder = load_encoder(model, device, precision, batch_size)
+            if chunking is None:
+                chunking = (ChunkConfig(previous["manifest"]["chunking"]["max_words"],
+                                        previous["manifest"]["chunking"]["overlap_words"])
+                            if previous is not None else ChunkConfig())
             identity = encoder_identity(encoder, model)
             report = BuildReport()
             previous = cls._reusable(previous, identity, chunking, report, warn)
