@@ -24,7 +24,9 @@ COMMAND_MODULES = [
     "bertforge.cli.predict",
     "bertforge.cli.word2vec",
     "bertforge.cli.viz",
+    "bertforge.cli.lm",
     "bertforge.cli.index",
+    "bertforge.cli.serve",
 ]
 
 
