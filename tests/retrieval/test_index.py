@@ -17,50 +17,10 @@ from bertforge.retrieval.index import PROBE
 from bertforge.retrieval.lexical import BM25Index
 from bertforge.retrieval.store import top_k
 
+from .conftest import DOCS, CountingEncoder, write_docs
 from .helpers import pdf_bytes
 
-DOCS = {
-    "lab.md": "# The Lab\n\nThe Forge Lab was founded in 1987 by Ada Miller in Zurich.\n"
-              "It builds small language models for hospitals.\n\nIts second building opened in 2003.\n",
-    "travel/bern.txt": "The river Aare flows through Bern.\nBern is the capital of Switzerland.\n",
-    "pets.html": "<html><head><title>Pets</title><script>var x = 'zebra';</script></head>\n"
-                 "<body><p>My cat Tom &amp; my dog Rex live in Oslo.</p></body></html>\n",
-    "kitchen/bread.md": "Sourdough bread needs a starter of flour and water. Bake it at 230 degrees "
-                        "for forty minutes.\n",
-}
-
-
-class CountingEncoder:
-    """The real encoder, counting the passages it embeds (the model fingerprint and questions aside)."""
-
-    def __init__(self, encoder):
-        self.encoder, self.texts = encoder, []
-
-    def __getattr__(self, name):
-        return getattr(self.encoder, name)
-
-    def encode(self, texts):
-        if list(texts) != [PROBE]:
-            self.texts.extend(texts)
-        return self.encoder.encode(texts)
-
-
-@pytest.fixture(scope="module")
-def encoder(one_thread, minilm_dir):
-    return load_encoder()
-
-
-@pytest.fixture
-def counting(encoder):
-    return CountingEncoder(encoder)
-
-
-def write_docs(folder, docs=DOCS):
-    for rel, text in docs.items():
-        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-        (folder / rel).write_text(text, encoding="utf-8")
-    return folder
-
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 def build(folder, out, encoder, **kw):
     return DocumentIndex.build(folder, out, encoder=encoder, warn=lambda line: None, **kw)

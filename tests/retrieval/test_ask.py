@@ -1,0 +1,139 @@
+"""ask_docs: the best span across passages with its file and line, empty readers, duplicates from
+overlapping passages, the score floor, and the CLI (`bertforge index`, `bertforge qa --docs`)."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from bertforge.retrieval import ChunkConfig, DocumentIndex, NO_ANSWER, Passage, ask_docs, ask_docs_many
+from bertforge.retrieval.ask import _locate
+from bertforge.tasks.qa.answerer import Answer
+
+from .conftest import write_docs
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class FakeReader:
+    """A reader that finds given words: every occurrence of a word in `scores` is a span with that score;
+    a passage without any gives [] (what a reader with a null score returns for 'no answer here')."""
+
+    def __init__(self, scores: dict[str, float]):
+        self.scores, self.calls = scores, []
+
+    def answer_many(self, questions, contexts, top_k=1):
+        self.calls.append(len(contexts))
+        out = []
+        for context in contexts:
+            found = []
+            for word, score in self.scores.items():
+                at = context.find(word)
+                while at >= 0:
+                    found.append(Answer(text=word, probability=0.0, start=at, end=at + len(word), score=score,
+                                        sentence=context))
+                    at = context.find(word, at + 1)
+            out.append(sorted(found, key=lambda a: -a.score)[:top_k])
+        return out
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory, encoder):
+    folder = write_docs(tmp_path_factory.mktemp("docs"))
+    return DocumentIndex.build(folder, tmp_path_factory.mktemp("idx"), encoder=encoder, warn=lambda line: None)
+
+
+def test_empty_readers_mean_no_answer(index):
+    reader = FakeReader({})
+    assert ask_docs(reader, index, "What is the boiling point of water?") == []
+    assert reader.calls == [4]  # all passages (k=5 > 4) were read, in one batch
+
+
+def test_spans_compete_across_passages_by_score(index):
+    reader = FakeReader({"Bern": 2.0, "Zurich": 5.0, "Oslo": 1.0})  # [] for the other passages
+    answers = ask_docs(reader, index, "Which city?", top_k=10, top_passages=4)
+    assert [(a.text, a.file) for a in answers] == [("Zurich", "lab.md"), ("Bern", "travel/bern.txt"),
+                                                  ("Bern", "travel/bern.txt"), ("Oslo", "pets.html")]
+    z = [5.0, 2.0, 2.0, 1.0]  # the softmax is over every candidate span of every passage read
+    assert [a.probability for a in answers] == pytest.approx([math.exp(s) / sum(map(math.exp, z)) for s in z])
+    bern = (index.folder / "travel/bern.txt").read_text()
+    assert [(a.line, a.start, bern[a.start:a.end]) for a in answers[1:3]] == [(1, 29, "Bern"), (2, 35, "Bern")]
+    assert answers[0].location == "lab.md:3" and answers[0].passage.file == "lab.md"
+    d = answers[0].to_dict()
+    assert {"text", "probability", "file", "line", "sentence", "start", "end", "passage"} <= set(d)
+    assert ask_docs(reader, index, "Which city?", top_k=1, min_score=6.0) == []  # below the floor
+    assert [a.text for a in ask_docs(reader, index, "Which city?", min_score=4.0)] == ["Zurich"]
+
+
+def test_overlapping_passages_give_one_answer(tmp_path, encoder):
+    text = "Alpha one. Beta two. Gamma three. Delta four. Epsilon five."
+    folder = write_docs(tmp_path / "docs", {"greek.txt": text})
+    index = DocumentIndex.build(folder, tmp_path / "idx", encoder=encoder, chunking=ChunkConfig(6, 4))
+    assert len(index) >= 2 and sum("Gamma" in p.text for p in index.passages) >= 2  # read twice ...
+    answers = ask_docs(FakeReader({"Gamma": 3.0}), index, "Which letter?", top_k=5)
+    assert [(a.text, a.start) for a in answers] == [("Gamma", text.index("Gamma"))]  # ... answered once
+
+
+def test_locate_in_pages():
+    p = Passage(text="end of p2\nline two\fp3 first\np3 second", file="x.pdf", start=100, end=140, line=7, page=2)
+    assert _locate(p, 0) == (7, 2)
+    assert _locate(p, p.text.index("line two")) == (8, 2)
+    assert _locate(p, p.text.index("p3 first")) == (1, 3)
+    assert _locate(p, p.text.index("p3 second")) == (2, 3)
+
+
+def test_real_reader_answers_with_source(index, answerer):
+    results = ask_docs_many(answerer, index, ["Who founded the Forge Lab?", "What is the capital of Switzerland?",
+                                              "When did the second building open?"])
+    assert [(r[0].text, r[0].file, r[0].line) for r in results] == [
+        ("Ada Miller", "lab.md", 3), ("Bern", "travel/bern.txt", 2), ("2003", "lab.md", 6)]
+    for r in results:
+        assert (index.folder / r[0].file).read_text()[r[0].start:r[0].end] == r[0].text
+        assert f"**{r[0].text}**" in r[0].sentence
+
+
+def test_cli_index_and_qa_docs(tmp_path, capsys, answerer, minilm_dir):
+    from bertforge.cli.main import main
+
+    folder = write_docs(tmp_path / "docs")
+    assert main(["index", str(folder), "--out", str(tmp_path / "idx"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "4 files, 4 passages (4 embedded); 4 added" in out
+    assert main(["qa", "Who founded the Forge Lab?", "--docs", str(tmp_path / "idx"), "--json"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["question"] == "Who founded the Forge Lab?"
+    assert (line["answers"][0]["text"], line["answers"][0]["file"], line["answers"][0]["line"]) == ("Ada Miller",
+                                                                                                 "lab.md", 3)
+    # a folder: indexed at its default place, then answered (plain text)
+    assert main(["qa", "What is the capital of Switzerland?", "--docs", str(folder), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "'Bern'" in captured.out and "travel/bern.txt:2" in captured.out
+    assert (folder / ".bertforge-index" / "index.json").exists()
+    # the folder changed: the index given as is warns, the folder refreshes
+    (folder / "lab.md").write_text("The Forge Lab moved to Geneva in 2020.")
+    assert main(["qa", "Where did the lab move?", "--docs", str(tmp_path / "idx"), "--quiet"]) == 0
+    assert "1 file(s) of" in capsys.readouterr().err
+    assert main(["qa", "Where did the lab move?", "--docs", str(folder), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "(1 embedded); 1 changed" in captured.err and "'Geneva'" in captured.out
+    # errors are one line, exit status 2
+    assert main(["qa", "Anything?", "--docs", str(tmp_path / "nowhere")]) == 2
+    assert capsys.readouterr().err.strip() == f"bertforge qa: error: --docs {tmp_path / 'nowhere'}: no such folder or index"
+    (tmp_path / "empty").mkdir()
+    assert main(["index", str(tmp_path / "empty")]) == 2
+    assert "no documents to index" in capsys.readouterr().err
+
+
+def test_cli_prints_no_answer(tmp_path, capsys, monkeypatch, encoder):
+    from bertforge.cli import index as cli_index
+    from bertforge.cli.main import main
+
+    folder = write_docs(tmp_path / "docs")
+    DocumentIndex.build(folder, tmp_path / "idx", encoder=encoder)
+    monkeypatch.setattr("bertforge.cli.qa._answerer", lambda args: FakeReader({}))
+    assert main(["qa", "What is the boiling point of water?", "--docs", str(tmp_path / "idx")]) == 0
+    assert capsys.readouterr().out.splitlines() == ["Q: What is the boiling point of water?", f"   ({NO_ANSWER})"]
+    assert main(["qa", "What is the boiling point of water?", "--docs", str(tmp_path / "idx"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"question": "What is the boiling point of water?", "answers": []}
+    assert cli_index.answer_from_docs  # the qa command's --docs branch lives in cli/index.py
