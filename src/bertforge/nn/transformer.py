@@ -74,13 +74,17 @@ class EncoderLayer(nn.Module):
         self.ffn_sublayer = ResidualLayerNorm(d_model, dropout, eps, norm_first)
 
     def forward(self, x: Tensor, mask: Optional[Tensor] = None, need_weights: bool = False,
-                packing: Optional[Packing] = None) -> tuple[Tensor, Optional[Tensor]]:
-        """(B, T, D) -> (B, T, D), probs; or (N, D) -> (N, D) with `packing`."""
+                packing: Optional[Packing] = None, cache: Optional[KVCache] = None
+                ) -> tuple[Tensor, Optional[Tensor]]:
+        """(B, T, D) -> (B, T, D), probs; or (N, D) -> (N, D) with `packing`.
+
+        With `cache` (a decoder-only model: this layer under a look-ahead mask is GPT's block), the
+        new positions' K, V are appended to it and the queries attend to past + new keys."""
         probs = None
 
         def attend(h: Tensor) -> Tensor:
             nonlocal probs
-            out, probs = self.self_attn(h, mask=mask, need_weights=need_weights, packing=packing)
+            out, probs = self.self_attn(h, mask=mask, need_weights=need_weights, packing=packing, cache=cache)
             return out
 
         x = self.attn_sublayer(x, attend)
@@ -140,16 +144,20 @@ class Encoder(nn.Module):
         self.final_norm = nn.LayerNorm(d_model, eps=layer_kwargs.get("eps", 1e-5)) if norm_first else None
 
     def forward(self, x: Tensor, mask: Optional[Tensor] = None, output_hidden_states: bool = False,
-                output_attentions: bool = False, packing: Optional[Packing] = None
-                ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+                output_attentions: bool = False, packing: Optional[Packing] = None,
+                caches: Optional[list[KVCache]] = None) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         """Returns (last hidden (B, T, D), [input, after layer 1, ...] if asked, [probs per layer] if asked).
 
-        With `packing`, x and the hidden states are (N, D) real tokens (see `Packing`)."""
+        With `packing`, x and the hidden states are (N, D) real tokens (see `Packing`). With `caches`
+        (one `KVCache` per layer; incremental decoding of a decoder-only model) x holds the new positions."""
+        if caches is not None and len(caches) != len(self.layers):
+            raise ValueError(f"got {len(caches)} KV caches for {len(self.layers)} layers: one per layer")
         hidden, attentions = [], []
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             if output_hidden_states:
                 hidden.append(x)
-            x, probs = layer(x, mask, need_weights=output_attentions, packing=packing)
+            x, probs = layer(x, mask, need_weights=output_attentions, packing=packing,
+                             cache=caches[i] if caches is not None else None)
             if output_attentions:
                 attentions.append(probs)
         if self.final_norm is not None:
