@@ -30,8 +30,10 @@ def list_checkpoints(out_dir: str | Path) -> list[Path]:
 
 
 def save_model(model: nn.Module, path: Path) -> None:
-    """bertforge models: `save_pretrained` (HF layout); others: safetensors of the state dict."""
-    if hasattr(model, "save_pretrained"):
+    """bertforge models (`PreTrainedModel`): `save_pretrained`; any other module: its state dict as safetensors."""
+    from bertforge.models.base import PreTrainedModel
+
+    if isinstance(model, PreTrainedModel):
         model.save_pretrained(path)
     else:
         from safetensors.torch import save_model as st_save
@@ -39,17 +41,17 @@ def save_model(model: nn.Module, path: Path) -> None:
 
 
 def load_model(model: nn.Module, path: Path) -> None:
-    from bertforge.models.bert.modeling import BertPreTrainedModel
-    from bertforge.models.bert.checkpoint import load_state_into, read_state_dict
+    """Read back what `save_model` wrote."""
+    from bertforge.models.base import PreTrainedModel
 
-    if isinstance(model, BertPreTrainedModel):
-        load_state_into(model, read_state_dict(path))
-    else:
-        from safetensors.torch import load_model as st_load
-        try:
-            st_load(model, str(path / "model.safetensors"))
-        except Exception as e:  # noqa: BLE001 - any failure here is a bad checkpoint
-            raise ValueError(f"cannot load model weights from {path}: {e}") from None
+    if isinstance(model, PreTrainedModel):
+        model.load_weights(path)
+        return
+    from safetensors.torch import load_model as st_load
+    try:
+        st_load(model, str(path / "model.safetensors"))
+    except Exception as e:  # noqa: BLE001 - any failure here is a bad checkpoint
+        raise ValueError(f"cannot load model weights from {path}: {e}") from None
 
 
 def rng_state() -> dict[str, Any]:

@@ -11,20 +11,17 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from bertforge.models.bert.config import BertConfig
-from bertforge.fileio import atomic_path
+from bertforge.models.base import CONFIG_NAME, WEIGHTS_NAME  # noqa: F401 - re-exported
 
 logger = logging.getLogger("bertforge")
 
-WEIGHTS_NAME = "model.safetensors"
 LEGACY_WEIGHTS_NAME = "pytorch_model.bin"
-CONFIG_NAME = "config.json"
 
 # Inside one encoder layer: (our name, HF's name). Order matters only for readability.
 _LAYER_NAMES = [
@@ -72,7 +69,7 @@ class CheckpointMismatchError(ValueError):
 
 @dataclass
 class LoadReport:
-    """What `load_pretrained` did: head weights it initialised, checkpoint weights it did not use."""
+    """What `load_state_into` did: head weights it initialised, checkpoint weights it did not use."""
 
     initialized: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
@@ -145,45 +142,6 @@ def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> L
     if report.ignored:
         logger.info("checkpoint weights not used by %s: %s", type(model).__name__, ", ".join(report.ignored))
     return report
-
-
-def load_pretrained(cls, path: str | Path, **config_overrides):
-    """Build `cls` from `path/config.json` (fields overridable) and load `path`'s weights into it."""
-    path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"model directory {path} does not exist (expected config.json + {WEIGHTS_NAME})")
-    config = BertConfig.from_json(path / CONFIG_NAME)
-    fields = config.to_dict()
-    fields.update(config_overrides)
-    config = BertConfig.from_dict(fields)
-    model = cls(config)
-    model.load_report = load_state_into(model, read_state_dict(path))
-    model.eval()
-    return model
-
-
-def save_pretrained(model: torch.nn.Module, path: str | Path, dtype: Optional[torch.dtype] = None) -> None:
-    """Write `path/config.json` and `path/model.safetensors` (HF names; tied copies written once), atomically."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    tensors: dict[str, torch.Tensor] = {}
-    seen: set[int] = set()
-    for k, v in model.state_dict().items():
-        ptr = v.untyped_storage().data_ptr()
-        if ptr in seen and v.numel():  # tied weights (e.g. MLM decoder = word embeddings): keep the first
-            continue
-        seen.add(ptr)
-        v = v.detach().to("cpu")
-        if dtype is not None and v.is_floating_point():
-            v = v.to(dtype)
-        tensors[to_hf_key(k.removeprefix("_orig_mod."))] = v.contiguous().clone()
-    config: BertConfig = model.config
-    config.extra["architectures"] = [type(model).__name__]
-    if dtype is not None:
-        config.extra["torch_dtype"] = str(dtype).removeprefix("torch.")
-    with atomic_path(path / WEIGHTS_NAME) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt"})
-    config.save(path / CONFIG_NAME)
 
 
 def minilm_path() -> Path:

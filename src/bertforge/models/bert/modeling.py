@@ -14,6 +14,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from bertforge.models.base import PreTrainedModel
 from bertforge.models.bert.config import BertConfig
 from bertforge.nn import (Encoder, LearnedPositionEmbedding, Packing, SegmentEmbedding, TokenEmbedding,
                      padding_mask)
@@ -67,14 +68,16 @@ class BertPooler(nn.Module):
         return torch.tanh(self.dense(hidden[:, 0]))
 
 
-class BertPreTrainedModel(nn.Module):
+class BertPreTrainedModel(PreTrainedModel):
     """Shared by `BertModel` and every task head: init, config, and checkpoints in the HF layout (D5).
 
     A head subclass holds the encoder as `self.bert` (so its parameters are named `bert.*` as in HF)
     and its own layers beside it; `from_pretrained` loads a base checkpoint into a head model and
-    initialises the head (reported), or a head checkpoint into a base model (head weights ignored).
+    initialises the head (reported in `load_report`), or a head checkpoint into a base model (head
+    weights ignored). Checkpoints carry HF's parameter names, so they load in transformers too.
     """
 
+    config_class = BertConfig
     config: BertConfig
 
     def init_weights(self) -> None:
@@ -94,21 +97,23 @@ class BertPreTrainedModel(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+    def load_weights(self, path: str | Path) -> None:
+        """HF- or bertforge-named weights (safetensors or a weights-only .bin); see `load_state_into`."""
+        from bertforge.models.bert.checkpoint import load_state_into, read_state_dict
 
-    @classmethod
-    def from_pretrained(cls, path: str | Path, **config_overrides):
-        """Load an HF-layout directory: config.json + model.safetensors (or pytorch_model.bin)."""
-        from bertforge.models.bert.checkpoint import load_pretrained
+        self.load_report = load_state_into(self, read_state_dict(path))
 
-        return load_pretrained(cls, path, **config_overrides)
+    def checkpoint_state(self, dtype: Optional[torch.dtype] = None) -> dict[str, torch.Tensor]:
+        from bertforge.models.bert.checkpoint import to_hf_key
+
+        return {to_hf_key(k): v for k, v in super().checkpoint_state(dtype).items()}
 
     def save_pretrained(self, path: str | Path, dtype: Optional[torch.dtype] = None) -> None:
-        """Write config.json + model.safetensors with HF parameter names, atomically."""
-        from bertforge.models.bert.checkpoint import save_pretrained
-
-        save_pretrained(self, path, dtype=dtype)
+        """config.json (with HF's `architectures`) + model.safetensors with HF parameter names, atomically."""
+        self.config.extra["architectures"] = [type(self).__name__]
+        if dtype is not None:
+            self.config.extra["torch_dtype"] = str(dtype).removeprefix("torch.")
+        super().save_pretrained(path, dtype)
 
     def set_attn_implementation(self, implementation: str) -> None:
         """Switch every attention layer between 'sdpa' and 'eager' (D3)."""

@@ -22,13 +22,11 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from bertforge.fileio import atomic_path, atomic_write_json
+from bertforge.models.base import CONFIG_NAME, WEIGHTS_NAME, PreTrainedModel  # noqa: F401 - re-exported
 from bertforge.nn import (Decoder, Encoder, KVCache, SinusoidalPositionalEncoding, TokenEmbedding, combine_masks,
                      look_ahead_mask, padding_mask)
 from bertforge.nn.losses import label_smoothed_cross_entropy
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 MODEL_TYPE = "bertforge-seq2seq"
 
 
@@ -126,13 +124,15 @@ def new_caches(num_layers: int) -> list[tuple[KVCache, KVCache]]:
     return [(KVCache(), KVCache(static=True)) for _ in range(num_layers)]
 
 
-class Seq2SeqTransformer(nn.Module):
+class Seq2SeqTransformer(PreTrainedModel):
     """Encoder-decoder Transformer (Vaswani et al. 2017, figure 1).
 
     forward(input_ids, attention_mask, decoder_input_ids, labels) -> Seq2SeqOutput with `.loss`, so the
     shared training loop can call `model(**batch)`. `labels` are the decoder inputs shifted left
     (y_1..y_n, EOS), with -100 at padding.
     """
+
+    config_class = Seq2SeqConfig
 
     def __init__(self, config: Seq2SeqConfig):
         super().__init__()
@@ -169,9 +169,6 @@ class Seq2SeqTransformer(nn.Module):
     def tie_weights(self) -> None:
         if self.config.tie_output:
             self.output_projection.weight = self.tgt_embed.weight
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
     # ---- the two halves ------------------------------------------------------------------------
     def encode(self, input_ids: Tensor, attention_mask: Optional[Tensor] = None) -> Tensor:
@@ -220,33 +217,3 @@ class Seq2SeqTransformer(nn.Module):
         return out
 
     # ---- checkpoints ---------------------------------------------------------------------------
-    def save_pretrained(self, path: str | Path) -> None:
-        """Write path/config.json + path/model.safetensors (tied matrices stored once), atomically."""
-        from safetensors.torch import save_model
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path / WEIGHTS_NAME) as tmp:
-            save_model(self, str(tmp), metadata={"format": "pt"})
-        atomic_write_json(path / CONFIG_NAME, self.config.to_dict())
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, **config_overrides: Any) -> "Seq2SeqTransformer":
-        """Load a directory written by `save_pretrained`; the model is returned in eval mode."""
-        from safetensors.torch import load_model
-
-        path = Path(path)
-        if not path.is_dir():
-            raise FileNotFoundError(f"model directory {path} does not exist (expected {CONFIG_NAME} + "
-                                    f"{WEIGHTS_NAME})")
-        config = Seq2SeqConfig.from_json(path / CONFIG_NAME)
-        config = Seq2SeqConfig.from_dict({**config.to_dict(), **config_overrides})
-        model = cls(config)
-        if not (path / WEIGHTS_NAME).exists():
-            raise FileNotFoundError(f"no {WEIGHTS_NAME} in {path}")
-        try:
-            load_model(model, str(path / WEIGHTS_NAME), strict=True)
-        except RuntimeError as e:
-            raise ValueError(f"{path / WEIGHTS_NAME} does not match {path / CONFIG_NAME}: {e}") from None
-        model.tie_weights()
-        return model.eval()
