@@ -102,7 +102,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.max_steps is None and args.epochs is None:
         args.max_steps = 1000
     train = TrainConfig(out_dir=str(out), max_steps=args.max_steps, epochs=args.epochs or 1.0, lr=args.lr,
-                        weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio, adam_betas=(0.9, 0.95),
+                        weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio,
                         grad_accum_steps=args.grad_accum, precision=args.precision, device=args.device,
                         eval_every=args.eval_every, save_every=args.save_every or 0, keep_last=args.keep_last,
                         log_every=args.log_every, seed=args.seed, resume=args.resume,
