@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.setup-done
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo test test-all bench clean browser-deps
 
 setup: $(STAMP)
 
@@ -29,6 +29,15 @@ test-all: setup
 
 bench: setup
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+# The system Chromium that tests/serve/test_browser.py drives through Playwright (Playwright's own browser
+# download needs the internet). Idempotent: apt runs only when chromium is missing. CI runs it (.ci/run);
+# without it the browser tests skip.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium fonts-dejavu-core; }
+	@chromium --version 2>/dev/null | grep -v "unexpected operator" || true
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -30,6 +30,17 @@ PARAGRAPHS = [
      ["Who created Python?", "When was Python first released?"]),
 ]
 PAIRS = [(q, c) for c, qs in PARAGRAPHS for q in qs]
+# One or two sentences each: the default suite's load test (many requests, little model time each).
+SHORT_PAIRS = [(q, c) for c, qs in [
+    ("Guido van Rossum began working on Python in the late 1980s and first released it in 1991.",
+     ["Who created Python?", "When was Python first released?"]),
+    ("The Eiffel Tower is 330 metres tall and is named after the engineer Gustave Eiffel.",
+     ["How tall is the Eiffel Tower?", "Who is the tower named after?"]),
+    ("Marie Curie was born in Warsaw in 1867. Her husband was Pierre Curie.",
+     ["Where was Marie Curie born?", "Who was her husband?"]),
+    ("The Amazon flows through Peru, Colombia and Brazil before it reaches the Atlantic Ocean.",
+     ["Which ocean does the Amazon reach?", "Which countries does the Amazon flow through?"]),
+] for q in qs]
 EXPECTED = {"Who is the tower named after?": "Gustave Eiffel", "Who was her husband?": "Pierre Curie",
             "Who created Python?": "Guido van Rossum", "When was Python first released?": "1991"}
 

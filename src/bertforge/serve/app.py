@@ -20,10 +20,9 @@ import base64
 import hashlib
 import json
 import logging
-import re
-import time
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
+from html.parser import HTMLParser
 from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
@@ -183,14 +182,36 @@ def page_html() -> str:
     return resources.files("bertforge.serve").joinpath("static/index.html").read_text(encoding="utf-8")
 
 
-_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)  # executable inline scripts (no type=)
+class _InlineScripts(HTMLParser):
+    """The text of every executable inline <script> of a page (as the browser hashes it; comments and
+    JSON data blocks are not scripts)."""
+
+    def __init__(self, html: str):
+        super().__init__(convert_charrefs=False)
+        self.scripts: list[str] = []
+        self._inside = False
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        kind = dict(attrs).get("type", "text/javascript").lower()
+        self._inside = tag == "script" and "src" not in dict(attrs) and kind in ("text/javascript", "module", "")
+        if self._inside:
+            self.scripts.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._inside = False
+
+    def handle_data(self, data: str) -> None:
+        if self._inside:
+            self.scripts[-1] += data
 
 
 def _csp(html: str, frame_ancestors: str) -> str:
     """A policy that runs only this page's own inline scripts (by hash) and talks only to this server:
     should an escaping bug ever let text become markup, an injected script would still not run."""
     hashes = " ".join("'sha256-" + base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() + "'"
-                      for s in _INLINE_SCRIPT.findall(html))
+                      for s in _InlineScripts(html).scripts)
     return (f"default-src 'none'; script-src {hashes}; style-src 'unsafe-inline'; connect-src 'self'; "
             f"frame-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
             f"frame-ancestors {frame_ancestors}")

@@ -196,8 +196,15 @@ class DynamicBatcher:
             live = [j for j in group if j.future.set_running_or_notify_cancel()]  # skips timed-out jobs
             if live:
                 self._run(live)
-                if self.on_batch_done is not None:
-                    self.on_batch_done()
+                self._after_batch()
+
+    def _after_batch(self) -> None:
+        if self.on_batch_done is None:
+            return
+        try:
+            self.on_batch_done()
+        except Exception:  # noqa: BLE001 - housekeeping must never stop the worker
+            log.exception("on_batch_done failed")
 
     def _run(self, jobs: list[_Job]) -> None:
         kind = self._kinds[jobs[0].kind]

@@ -86,11 +86,13 @@ def serve_in_thread(app, host: str = "127.0.0.1", port: int = 0, log_level: str 
 
 def serve_forever(app, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
                   access_log: bool = True, announce: Optional[Callable[[str], None]] = None) -> None:
-    """Serve until Ctrl-C (uvicorn shuts down gracefully: running requests finish)."""
+    """Serve until Ctrl-C: uvicorn shuts down gracefully (running requests finish), then this returns."""
     sock = bind(host, port)
     url = url_of(sock)
     (announce or (lambda u: print(f"bertforge serve: open {u}/ (Ctrl-C to stop)", file=sys.stderr, flush=True)))(url)
     try:
         _server(app, log_level, access_log).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled; stopping is the normal end here
+        pass
     finally:
         sock.close()
