@@ -51,19 +51,31 @@ def test_empty_readers_mean_no_answer(index):
 
 
 def test_spans_compete_across_passages_by_score(index):
-    reader = FakeReader({"Bern": 2.0, "Zurich": 5.0, "Oslo": 1.0})  # [] for the other passages
+    base = {"Bern": 2.0, "Zurich": 5.0, "Oslo": 1.0}
+    reader = FakeReader(base)  # [] for the passages without these words
     answers = ask_docs(reader, index, "Which city?", top_k=10, top_passages=4)
-    assert [(a.text, a.file) for a in answers] == [("Zurich", "lab.md"), ("Bern", "travel/bern.txt"),
-                                                  ("Bern", "travel/bern.txt"), ("Oslo", "pets.html")]
-    z = [5.0, 2.0, 2.0, 1.0]  # the softmax is over every candidate span of every passage read
-    assert [a.probability for a in answers] == pytest.approx([math.exp(s) / sum(map(math.exp, z)) for s in z])
+    # expected, computed independently: reader score - 3 ln(rank of the passage in the search results)
+    rank = {p.file: r for r, p in enumerate(index.search("Which city?", 4), start=1)}
     bern = (index.folder / "travel/bern.txt").read_text()
-    assert [(a.line, a.start, bern[a.start:a.end]) for a in answers[1:3]] == [(1, 29, "Bern"), (2, 35, "Bern")]
-    assert answers[0].location == "lab.md:3" and answers[0].passage.file == "lab.md"
-    d = answers[0].to_dict()
+    expected = sorted([(base[w] - 3 * math.log(rank[f]), w, f, at) for w, f, at in
+                       [("Zurich", "lab.md", (index.folder / "lab.md").read_text().index("Zurich")),
+                        ("Bern", "travel/bern.txt", 29), ("Bern", "travel/bern.txt", 35),
+                        ("Oslo", "pets.html", (index.folder / "pets.html").read_text().index("Oslo"))]],
+                      key=lambda e: -e[0])
+    assert [(a.text, a.file, a.start) for a in answers] == [(w, f, at) for _, w, f, at in expected]
+    assert [a.score for a in answers] == pytest.approx([e[0] for e in expected])
+    z = [e[0] for e in expected]  # the softmax is over every candidate span of every passage read
+    assert [a.probability for a in answers] == pytest.approx([math.exp(v) / sum(map(math.exp, z)) for v in z])
+    assert bern[29:33] == bern[35:39] == "Bern"
+    assert {(a.start, a.line) for a in answers if a.file == "travel/bern.txt"} == {(29, 1), (35, 2)}
+    zurich = next(a for a in answers if a.text == "Zurich")
+    assert zurich.location == "lab.md:3" and zurich.passage.file == "lab.md"
+    d = zurich.to_dict()
     assert {"text", "probability", "file", "line", "sentence", "start", "end", "passage"} <= set(d)
-    assert ask_docs(reader, index, "Which city?", top_k=1, min_score=6.0) == []  # below the floor
-    assert [a.text for a in ask_docs(reader, index, "Which city?", min_score=4.0)] == ["Zurich"]
+    best = answers[0].score
+    assert ask_docs(reader, index, "Which city?", top_passages=4, min_score=best + 0.1) == []  # below the floor
+    assert [a.text for a in ask_docs(reader, index, "Which city?", top_passages=4, min_score=best - 0.1)] == \
+        [answers[0].text]
 
 
 def test_overlapping_passages_give_one_answer(tmp_path, encoder):
