@@ -1,0 +1,1 @@
+"""Looking inside trained models: what attention heads do and what each one is worth (docs/heads.md)."""
