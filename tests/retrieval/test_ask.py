@@ -53,7 +53,7 @@ def test_empty_readers_mean_no_answer(index):
 def test_spans_compete_across_passages_by_score(index):
     base = {"Bern": 2.0, "Zurich": 5.0, "Oslo": 1.0}
     reader = FakeReader(base)  # [] for the passages without these words
-    answers = ask_docs(reader, index, "Which city?", top_k=10, top_passages=4)
+    answers = ask_docs(reader, index, "Which city?", top_k=10, top_passages=4, min_score=None)
     # expected, computed independently: reader score - 3 ln(rank of the passage in the search results)
     rank = {p.file: r for r, p in enumerate(index.search("Which city?", 4), start=1)}
     bern = (index.folder / "travel/bern.txt").read_text()
@@ -78,12 +78,18 @@ def test_spans_compete_across_passages_by_score(index):
         [answers[0].text]
 
 
+def test_default_floor_refuses_low_scores(index):
+    assert ask_docs(FakeReader({"Zurich": 2.9}), index, "Where was the Forge Lab founded?", top_passages=1) == []
+    assert [a.text for a in ask_docs(FakeReader({"Zurich": 3.1}), index, "Where was the Forge Lab founded?",
+                                     top_passages=1)] == ["Zurich"]
+
+
 def test_overlapping_passages_give_one_answer(tmp_path, encoder):
     text = "Alpha one. Beta two. Gamma three. Delta four. Epsilon five."
     folder = write_docs(tmp_path / "docs", {"greek.txt": text})
     index = DocumentIndex.build(folder, tmp_path / "idx", encoder=encoder, chunking=ChunkConfig(6, 4))
     assert len(index) >= 2 and sum("Gamma" in p.text for p in index.passages) >= 2  # read twice ...
-    answers = ask_docs(FakeReader({"Gamma": 3.0}), index, "Which letter?", top_k=5)
+    answers = ask_docs(FakeReader({"Gamma": 3.0}), index, "Which letter?", top_k=5, min_score=None)
     assert [(a.text, a.start) for a in answers] == [("Gamma", text.index("Gamma"))]  # ... answered once
 
 

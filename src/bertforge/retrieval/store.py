@@ -110,12 +110,12 @@ class FaissStore(VectorStore):
 
     name = "faiss"
 
-    def __init__(self, factory: str = "HNSW32"):
+    def __init__(self, factory: str = "HNSW32", ef_search: int = 128):
         try:
             import faiss  # noqa: F401
         except ImportError:
-            raise ImportError("FaissStore needs FAISS: pip install faiss-cpu") from None
-        self.factory = factory
+            raise ImportError("FaissStore needs FAISS: pip install 'bertforge[faiss]' (faiss-cpu)") from None
+        self.factory, self.ef_search = factory, ef_search  # ef_search: HNSW's search breadth (recall vs speed)
         self._flat = FlatStore()
         self._index = None
 
@@ -127,7 +127,12 @@ class FaissStore(VectorStore):
         if not index.is_trained:
             index.train(self._flat.vectors())
         index.add(self._flat.vectors())
-        self._index = index
+        self._index = self._tune(index)
+
+    def _tune(self, index):
+        if hasattr(index, "hnsw"):
+            index.hnsw.efSearch = self.ef_search
+        return index
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
@@ -141,7 +146,7 @@ class FaissStore(VectorStore):
         return self._flat.vectors()
 
     def options(self) -> dict:
-        return {"factory": self.factory}
+        return {"factory": self.factory, "ef_search": self.ef_search}
 
     def save(self, folder: Path) -> None:
         import faiss
@@ -155,7 +160,7 @@ class FaissStore(VectorStore):
 
         store = cls(**options)
         store._flat = FlatStore.load(folder, {})
-        store._index = faiss.read_index(str(Path(folder) / "faiss.index"))
+        store._index = store._tune(faiss.read_index(str(Path(folder) / "faiss.index")))
         return store
 
 
