@@ -303,7 +303,8 @@ def test_train_translation_copy_command_end_to_end(tmp_path, capsys):
 
 def test_train_translation_on_aligned_files_with_separate_vocabularies(tmp_path):
     """The recipe on a folder of <split>.<lang> files: vocabularies, Trainer, checkpoints that load as models."""
-    from bertforge.tasks.translation import TranslationTrainConfig, Translator, train_translation
+    from bertforge.tasks.translation import (TranslationTrainConfig, Translator, train_translation,
+                                             translation_train_defaults)
 
     de = ["ein Hund läuft .", "zwei Männer sprechen .", "eine Frau liest ein Buch .", "ein Kind spielt ."] * 10
     en = ["a dog runs .", "two men talk .", "a woman reads a book .", "a child plays ."] * 10
@@ -312,9 +313,10 @@ def test_train_translation_on_aligned_files_with_separate_vocabularies(tmp_path)
     for split, n in (("train", 40), ("dev", 4)):
         (data / f"{split}.de").write_text("\n".join(de[:n]) + "\n", encoding="utf-8")
         (data / f"{split}.en").write_text("\n".join(en[:n]) + "\n", encoding="utf-8")
-    cfg = TranslationTrainConfig(out_dir=str(tmp_path / "run"), data_dir=str(data), preset="tiny", vocab_size=120,
-                                 joint_vocab=False, max_steps=4, max_tokens=64, eval_every=2, save_every=2,
-                                 warmup_steps=2, eval_sentences=4)
+    train = translation_train_defaults(out_dir=str(tmp_path / "run"), max_steps=4, eval_every=2, save_every=2,
+                                       warmup_steps=2)
+    cfg = TranslationTrainConfig(train=train, data_dir=str(data), preset="tiny", vocab_size=120,
+                                 joint_vocab=False, max_tokens=64, eval_sentences=4)
     translator = train_translation(cfg, log=lambda msg: None)
     assert translator.src_tokenizer is not translator.tgt_tokenizer
     assert "ä" in translator.src_tokenizer.vocab and "ä" not in translator.tgt_tokenizer.vocab  # per language

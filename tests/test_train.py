@@ -299,3 +299,76 @@ def test_varied_shape_bf16_training_keeps_memory_bounded():
     rss_mb = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                                 check=True).stdout.split()[-1])
     assert rss_mb < 1000, rss_mb
+
+
+# ---- one run per folder, logs without repeats, callbacks ------------------------------------------
+
+def test_a_folder_holding_a_run_is_refused_unless_resume_or_overwrite(tmp_path):
+    from bertforge.errors import BertforgeError
+
+    data = toy_data(16)
+    Trainer(Toy(), cfg(tmp_path, max_steps=2, save_every=1), ResumableLoader(data, 4, noisy_collate)).train()
+    (tmp_path / "notes.txt").write_text("mine")  # a user's file beside the run must survive --overwrite
+    with pytest.raises(BertforgeError, match="already holds a training run.*--resume.*--overwrite"):
+        Trainer(Toy(), cfg(tmp_path, max_steps=2), ResumableLoader(data, 4, noisy_collate))
+    Trainer(Toy(), cfg(tmp_path, max_steps=3, save_every=1, overwrite=True),
+            ResumableLoader(data, 4, noisy_collate)).train()
+    steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]  # the old run's records are gone, not appended to
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-3"]
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BertforgeError, match="is a file"):
+        Trainer(Toy(), cfg(tmp_path / "file", max_steps=1), ResumableLoader(data, 4, noisy_collate))
+    with pytest.raises(ValueError, match="exclude each other"):
+        cfg(tmp_path, resume=True, overwrite=True)
+
+
+def test_metrics_log_has_each_step_once_after_a_crash_and_resume(tmp_path):
+    """A crash after checkpoint-3 but at step 5: the resumed run trains steps 4-5 again, logged once."""
+    data = toy_data(24)
+    t = Trainer(Toy(0.1), cfg(tmp_path, max_steps=8, save_every=3), ResumableLoader(data, 4, noisy_collate))
+    t.train(until_step=5)
+    import shutil
+    shutil.rmtree(tmp_path / "checkpoint-5")  # the crash: the stop-checkpoint was never written
+    resumed = Trainer(Toy(0.1), cfg(tmp_path, max_steps=8, save_every=3, resume=True),
+                      ResumableLoader(data, 4, noisy_collate))
+    assert resumed.step == 3
+    resumed.train()
+    steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))
+
+
+def test_callbacks_are_called_and_can_stop_a_run_that_then_resumes(tmp_path):
+    from bertforge.training.callbacks import Callback, CpuBudget
+
+    class Spy(Callback):
+        def __init__(self):
+            self.calls = []
+
+        def on_train_begin(self, trainer):
+            self.calls.append("begin")
+
+        def on_step_end(self, trainer, record):
+            self.calls.append(f"step{trainer.step}")
+            return trainer.step == 2  # stop after step 2
+
+        def on_save(self, trainer, path):
+            self.calls.append(path.name)
+
+        def on_train_end(self, trainer):
+            self.calls.append("end")
+
+    spy = Spy()
+    data = toy_data(24)
+    t = Trainer(Toy(), cfg(tmp_path, max_steps=6, save_every=0), ResumableLoader(data, 4, noisy_collate),
+                callbacks=[spy])
+    t.train()
+    assert spy.calls == ["begin", "step1", "step2", "checkpoint-2", "end"] and t.step == 2
+    assert t.train_tokens == 2 * 4 and t.train_seconds > 0  # toy batches: one "token" per example
+    budget = CpuBudget(1e-9)  # spent at once: one step, then a checkpoint with the CPU time carried over
+    resumed = Trainer(Toy(), cfg(tmp_path, max_steps=6, resume=True), ResumableLoader(data, 4, noisy_collate),
+                      callbacks=[budget])
+    resumed.train()
+    assert resumed.step == 3 and (tmp_path / "checkpoint-3").is_dir()
+    assert json.loads((tmp_path / "cpu_time.json").read_text())["cpu_s"] > 0

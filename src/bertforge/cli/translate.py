@@ -49,7 +49,7 @@ def register(sub) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from bertforge.tasks.translation import TranslationTrainConfig, train_translation
+    from bertforge.tasks.translation import TranslationTrainConfig, train_translation, translation_train_defaults
 
     toy = args.task is not None
     if toy == (args.data is not None):
@@ -58,15 +58,17 @@ def run_train(args: argparse.Namespace) -> int:
     def pick(value, default, toy_default):
         return value if value is not None else (toy_default if toy else default)
 
+    train = translation_train_defaults(
+        out_dir=str(args.out), epochs=pick(args.epochs, 10.0, 8.0), max_steps=args.max_steps,
+        lr=pick(args.lr_factor, 1.0, 0.3), warmup_steps=pick(args.warmup, 1000, 200), schedule=args.schedule,
+        precision="bf16" if args.bf16 else "fp32", eval_every=args.eval_every, save_every=args.save_every,
+        seed=args.seed, resume=args.resume, overwrite=getattr(args, "overwrite", False))
     cfg = TranslationTrainConfig(
-        out_dir=str(args.out), src_lang=args.src_lang, tgt_lang=args.tgt_lang,
+        train=train, src_lang=args.src_lang, tgt_lang=args.tgt_lang,
         data_dir=str(args.data) if args.data else None, task=args.task, preset=pick(args.preset, "small", "tiny"),
         model_overrides={"norm_first": True} if args.norm_first else {}, vocab_size=args.vocab_size,
         joint_vocab=not args.separate_vocab, lowercase=args.lowercase,
-        max_tokens=pick(args.max_tokens, 2048, 512), epochs=pick(args.epochs, 10.0, 8.0), max_steps=args.max_steps,
-        cpu_budget_s=args.cpu_budget, lr_factor=pick(args.lr_factor, 1.0, 0.3), warmup_steps=pick(args.warmup, 1000, 200),
-        schedule=args.schedule, precision="bf16" if args.bf16 else "fp32", eval_every=args.eval_every,
-        save_every=args.save_every, seed=args.seed, resume=args.resume, threads=args.threads)
+        max_tokens=pick(args.max_tokens, 2048, 512), cpu_budget_s=args.cpu_budget)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     translator = train_translation(cfg, log=log)
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -47,6 +46,7 @@ from bertforge.data.loader import ResumableLoader
 from bertforge.metrics.classification import (accuracy, classification_scores, entity_scores, multilabel_scores,
                                      pearson_spearman)
 from bertforge.tokenizer.tokenizer import Tokenizer
+from bertforge.training.state import claim_run_dir
 from bertforge.training.trainer import TrainConfig, Trainer
 
 TASK_FILE = "finetune.json"
@@ -286,42 +286,6 @@ class FinetuneResult:
         return self.train_tokens / max(self.train_cpu_seconds, 1e-9)
 
 
-class TimedTrainer(Trainer):
-    """The shared loop, also measuring training throughput alone: the wall and CPU time of `train()` minus
-    the time spent evaluating and writing checkpoints, and the real tokens (attention_mask) it trained on."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.train_tokens, self.train_seconds, self.train_cpu_seconds = 0, 0.0, 0.0
-        self._paused, self._paused_cpu = 0.0, 0.0
-
-    def train_step(self, micro_batches: list[dict[str, Any]]) -> dict[str, float]:
-        self.train_tokens += sum(int(b["attention_mask"].sum()) for b in micro_batches)
-        return super().train_step(micro_batches)
-
-    def _timed(self, fn):
-        t, c = time.perf_counter(), time.process_time()
-        try:
-            return fn()
-        finally:
-            self._paused += time.perf_counter() - t
-            self._paused_cpu += time.process_time() - c
-
-    def evaluate(self) -> bool:
-        return self._timed(super().evaluate)
-
-    def save_checkpoint(self):
-        return self._timed(super().save_checkpoint)
-
-    def train(self, until_step: Optional[int] = None) -> list[dict[str, Any]]:
-        t, c, paused, paused_cpu = time.perf_counter(), time.process_time(), self._paused, self._paused_cpu
-        try:
-            return super().train(until_step)
-        finally:
-            self.train_seconds += time.perf_counter() - t - (self._paused - paused)
-            self.train_cpu_seconds += time.process_time() - c - (self._paused_cpu - paused_cpu)
-
-
 def _task_config(model_path: Path, data: TaskData) -> BertConfig:
     config = BertConfig.from_json(model_path / "config.json")
     if data.kind != "choice":
@@ -361,6 +325,8 @@ def finetune(data: TaskData, model_path: str | Path, out_dir: str | Path,
         raise ValueError(f"task {data.name!r} has no training examples")
     s = (settings or FinetuneSettings()).resolve(data.defaults)
     model_path, out_dir = Path(model_path), Path(out_dir)
+    if not s.train.resume:  # refuse to mix with a run already there before any work
+        claim_run_dir(out_dir, s.train.overwrite)
     tok = Tokenizer.from_pretrained(model_path)
     if model is None:
         torch.manual_seed(s.train.seed)  # the head's initialisation
@@ -384,7 +350,7 @@ def finetune(data: TaskData, model_path: str | Path, out_dir: str | Path,
         tok.save_pretrained(path)
         atomic_write_json(path / TASK_FILE, info)
 
-    trainer = TimedTrainer(model, train_config, loader, eval_fn=eval_fn, save_hook=save_hook)
+    trainer = Trainer(model, train_config, loader, eval_fn=eval_fn, save_hook=save_hook)
     log = trainer.train()
     best_dir = out_dir / "best"
     evals = [r for r in log if f"eval_{data.metric}" in r]

@@ -4,7 +4,7 @@ The recipe (Vaswani et al. 2017, section 5): WordPiece vocabulary trained on the
 for both languages by default, with shared embeddings and a tied output projection, section 3.4);
 batches of about `max_tokens` padded tokens; Adam(0.9, 0.98, eps 1e-9) without weight decay; the
 Noam schedule lr = factor * d_model^-0.5 * min(step^-0.5, step * warmup^-1.5) (eq. 3); label
-smoothing 0.1; the shared training loop (`bertforge.train.Trainer`: checkpoints, exact resume, DDP).
+smoothing 0.1; the shared training loop (`bertforge.training.trainer.Trainer`: checkpoints, exact resume, DDP).
 A run can be capped by CPU seconds (`cpu_budget_s`): it trains in slices and stops once the process
 CPU time, carried across resumes in `cpu_time.json`, reaches the budget.
 
@@ -14,10 +14,9 @@ tgt_tokenizer/ (vocab.txt + tokenizer_config.json); the run folder and each of i
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -29,6 +28,7 @@ from bertforge.models.seq2seq.decoding import beam_search, greedy_decode
 from bertforge.fileio import atomic_write_json, atomic_write_text
 from bertforge.metrics.bleu import BleuResult, corpus_bleu
 from bertforge.models.seq2seq.model import Seq2SeqConfig, Seq2SeqTransformer
+from bertforge.training.trainer import TrainConfig, Trainer
 
 logger = logging.getLogger("bertforge")
 
@@ -99,11 +99,21 @@ class Translator:
 # ---------------------------------------------------------------------------------------------
 
 
+def translation_train_defaults(**fields: Any) -> TrainConfig:
+    """The shared loop's settings for the Transformer (Vaswani et al. 2017, 5.3): Adam(0.9, 0.98, eps 1e-9),
+    no weight decay, the Noam schedule (lr is its factor) with 1,000 warm-up steps; `fields` override."""
+    defaults = dict(out_dir="runs/translation", epochs=10.0, lr=1.0, weight_decay=0.0, adam_betas=(0.9, 0.98),
+                    adam_eps=1e-9, warmup_steps=1000, schedule="noam", eval_every=500, save_every=200,
+                    progress=False, log_every=25)
+    return TrainConfig(**{**defaults, **fields})
+
+
 @dataclass
 class TranslationTrainConfig:
-    """Flags of `bertforge train-translation` (D9)."""
+    """A translation run: the shared loop's settings (`train`; its out_dir is the model folder) and what is
+    translation's own (data, vocabulary, model preset, batching by tokens, a CPU budget)."""
 
-    out_dir: str
+    train: TrainConfig = field(default_factory=translation_train_defaults)
     src_lang: str = "de"
     tgt_lang: str = "en"
     data_dir: Optional[str] = None  # Multi30K layout or <split>.<lang> files; None with a toy task
@@ -115,23 +125,10 @@ class TranslationTrainConfig:
     lowercase: bool = False  # cased: sacreBLEU scores cased output
     max_len: int = 100  # drop training pairs longer than this (tokens)
     max_tokens: int = 2048  # padded tokens per batch
-    epochs: float = 10.0
-    max_steps: Optional[int] = None
     cpu_budget_s: Optional[float] = None  # stop once the run has used this much process CPU time
-    lr_factor: float = 1.0  # the Noam factor
-    warmup_steps: int = 1000
-    schedule: str = "noam"
-    clip_grad_norm: Optional[float] = 1.0
-    precision: str = "fp32"  # 'bf16' autocast roughly halves the time per step on a CPU with AVX512-BF16
-    eval_every: int = 500
     eval_sentences: int = 300  # validation sentences decoded (greedy) for the BLEU printed during training
-    save_every: int = 200
-    seed: int = 0
-    resume: bool = False
-    threads: Optional[int] = None
     toy_train: int = 10000  # toy task sizes
     toy_test: int = 500
-    slice_steps: int = 50  # with cpu_budget_s: steps between CPU-time checks
 
 
 def _toy_tokenizer(out: Path, num_symbols: int):
@@ -160,9 +157,10 @@ def build_tokenizers(cfg: TranslationTrainConfig, train_pairs: Sequence[tuple[st
 def load_splits(cfg: TranslationTrainConfig) -> dict[str, list[tuple[str, str]]]:
     """train / val / test sentence pairs: the toy task, Multi30K (val, test2016) or <split>.<lang> files."""
     if cfg.task is not None:
-        return {"train": toy_pairs(cfg.task, cfg.toy_train, seed=cfg.seed),
-                "val": toy_pairs(cfg.task, 200, seed=cfg.seed + 1),
-                "test": toy_pairs(cfg.task, cfg.toy_test, seed=cfg.seed + 2)}
+        seed = cfg.train.seed
+        return {"train": toy_pairs(cfg.task, cfg.toy_train, seed=seed),
+                "val": toy_pairs(cfg.task, 200, seed=seed + 1),
+                "test": toy_pairs(cfg.task, cfg.toy_test, seed=seed + 2)}
     if cfg.data_dir is None:
         raise ValueError("give --data DIR (parallel files) or a toy --task copy|reverse")
     data = Path(cfg.data_dir)
@@ -181,33 +179,19 @@ def load_splits(cfg: TranslationTrainConfig) -> dict[str, list[tuple[str, str]]]
     return splits
 
 
-class CpuClock:
-    """Process CPU seconds of this run, carried across resumes in out_dir/cpu_time.json."""
-
-    def __init__(self, out: Path, resume: bool):
-        self.path = out / "cpu_time.json"
-        self.before = json.loads(self.path.read_text())["cpu_s"] if resume and self.path.exists() else 0.0
-        self.start = time.process_time()
-
-    def seconds(self) -> float:
-        return self.before + time.process_time() - self.start
-
-    def save(self) -> None:
-        atomic_write_json(self.path, {"cpu_s": self.seconds()})
-
-
 def train_translation(cfg: TranslationTrainConfig, log: Callable[[str], None] = print) -> Translator:
-    """Train a translation model as configured; write it (and its tokenizers) to cfg.out_dir."""
-    from bertforge.training.trainer import TrainConfig, Trainer
+    """Train a translation model as configured; write it (and its tokenizers) to cfg.train.out_dir."""
+    from bertforge.training.callbacks import Callback, CpuBudget
+    from bertforge.training.state import claim_run_dir
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out_dir)
+    out, seed = Path(cfg.train.out_dir), cfg.train.seed
+    if not cfg.train.resume:  # refuse to mix with a run already there before any work
+        claim_run_dir(out, cfg.train.overwrite)
     out.mkdir(parents=True, exist_ok=True)
     splits = load_splits(cfg)
     if cfg.task is not None:
         src_tok = tgt_tok = _toy_tokenizer(out, 10)
-    elif cfg.resume and (out / SRC_TOKENIZER).is_dir():
+    elif cfg.train.resume and (out / SRC_TOKENIZER).is_dir():
         from bertforge.tokenizer.tokenizer import Tokenizer
         src_tok, tgt_tok = Tokenizer.from_pretrained(out / SRC_TOKENIZER), Tokenizer.from_pretrained(out / TGT_TOKENIZER)
     else:
@@ -228,13 +212,13 @@ def train_translation(cfg: TranslationTrainConfig, log: Callable[[str], None] = 
         cfg.preset, src_vocab_size=src_tok.vocab_size, tgt_vocab_size=tgt_tok.vocab_size,
         share_embeddings=src_tok is tgt_tok, pad_token_id=tgt_tok.pad_token_id,
         bos_token_id=tgt_tok.cls_token_id, eos_token_id=tgt_tok.sep_token_id, **cfg.model_overrides)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(seed)
     model = Seq2SeqTransformer(model_cfg)
     log(f"model: {cfg.preset} {model_cfg.num_encoder_layers}+{model_cfg.num_decoder_layers} layers, d_model "
         f"{model_cfg.d_model}, {model_cfg.num_heads} heads, d_ff {model_cfg.d_ff}, {model.num_parameters():,} "
         f"parameters; {torch.get_num_threads()} thread(s)")
     collate = TranslationCollator(model_cfg.pad_token_id, model_cfg.bos_token_id, model_cfg.eos_token_id)
-    loader = TokenBatchLoader(train_examples, cfg.max_tokens, collate, seed=cfg.seed)
+    loader = TokenBatchLoader(train_examples, cfg.max_tokens, collate, seed=seed)
 
     val = splits.get("val", [])[:cfg.eval_sentences]
 
@@ -246,33 +230,26 @@ def train_translation(cfg: TranslationTrainConfig, log: Callable[[str], None] = 
             metrics["exact_match"] = exact_match(hyps, [t for _, t in val])
         return metrics
 
-    train_cfg = TrainConfig(
-        out_dir=str(out), max_steps=cfg.max_steps, epochs=cfg.epochs, lr=cfg.lr_factor, weight_decay=0.0,
-        adam_betas=(0.9, 0.98), adam_eps=1e-9, warmup_steps=cfg.warmup_steps, schedule=cfg.schedule,
-        noam_d_model=model_cfg.d_model, clip_grad_norm=cfg.clip_grad_norm, precision=cfg.precision,
-        eval_every=cfg.eval_every, save_every=cfg.save_every, metric_for_best="bleu" if val else None,
-        seed=cfg.seed, resume=cfg.resume, progress=False, log_every=25)
+    train_cfg = replace(cfg.train, noam_d_model=model_cfg.d_model, metric_for_best="bleu" if val else None)
+
     def save_tokenizers(path: Path) -> None:  # each checkpoint is a complete model directory
         src_tok.save_pretrained(path / SRC_TOKENIZER)
         tgt_tok.save_pretrained(path / TGT_TOKENIZER)
 
-    trainer = Trainer(model, train_cfg, loader, eval_fn=evaluate if val else None, save_hook=save_tokenizers)
-    clock = CpuClock(out, cfg.resume)
+    class Report(Callback):  # a line per log record, for a terminal or a log file
+        def on_log(self, trainer, record) -> None:
+            log(f"step {trainer.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in record.items()
+                                                      if isinstance(v, float)))
+
+    budget = [CpuBudget(cfg.cpu_budget_s)] if cfg.cpu_budget_s is not None else []
+    trainer = Trainer(model, train_cfg, loader, eval_fn=evaluate if val else None, save_hook=save_tokenizers,
+                      callbacks=[Report(), *budget])
     log(f"training: {trainer.max_steps} steps max ({len(loader)} batches of <= {cfg.max_tokens} tokens per epoch), "
-        f"{cfg.schedule} schedule, warmup {cfg.warmup_steps}" + (f", CPU budget {cfg.cpu_budget_s:.0f}s"
-                                                                  if cfg.cpu_budget_s else ""))
-    while trainer.step < trainer.max_steps:
-        if cfg.cpu_budget_s is not None and clock.seconds() >= cfg.cpu_budget_s:
-            log(f"CPU budget reached: {clock.seconds():.0f}s at step {trainer.step}")
-            trainer.save_checkpoint()
-            break
-        until = trainer.step + cfg.slice_steps if cfg.cpu_budget_s is not None else None
-        trainer.train(until_step=until)
-        clock.save()
-        last = trainer.log[-1] if trainer.log else {}
-        log(f"step {trainer.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in last.items()
-                                                  if isinstance(v, float)) + f"; cpu {clock.seconds():.0f}s")
-    clock.save()
+        f"{train_cfg.schedule} schedule, warmup {train_cfg.warmup_steps}" + (
+            f", CPU budget {cfg.cpu_budget_s:.0f}s" if cfg.cpu_budget_s else ""))
+    trainer.train()
+    if budget and trainer.step < trainer.max_steps:
+        log(f"CPU budget reached: {budget[0].used():.0f}s at step {trainer.step}")
     translator = Translator(model, src_tok, tgt_tok)
     translator.save_pretrained(out)
     log(f"saved the final model to {out}")

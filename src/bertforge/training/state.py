@@ -7,8 +7,10 @@ all loadable with `torch.load(weights_only=True)`). `Trainer` (train.py) writes 
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,55 @@ def list_checkpoints(out_dir: str | Path) -> list[Path]:
         return []
     found = [(int(m.group(1)), p) for p in out_dir.iterdir() if (m := _CKPT.match(p.name)) and p.is_dir()]
     return [p for _, p in sorted(found)]
+
+
+RUN_FILES = ("metrics.jsonl", "loss.png", "cpu_time.json", "best")  # besides checkpoint-*/
+
+
+def run_artifacts(out_dir: Path) -> list[Path]:
+    """What a training run wrote in `out_dir`: checkpoints, best/, the metrics log and plot."""
+    if not out_dir.is_dir():
+        return []
+    named = [out_dir / name for name in RUN_FILES if (out_dir / name).exists()]
+    return list_checkpoints(out_dir) + named
+
+
+def claim_run_dir(out_dir: Path, overwrite: bool) -> None:
+    """Make `out_dir` ready for a NEW run, refusing to mix it with one already there.
+
+    A folder holding a run (checkpoints, best/, metrics.jsonl) is refused unless `overwrite`, which
+    deletes exactly those files (nothing else of the user's). A file where a folder is expected, or a
+    folder that cannot be written, is refused before any work is done.
+    """
+    from bertforge.errors import BertforgeError
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BertforgeError(f"{out_dir} is a file, not a folder: choose another output folder")
+    found = run_artifacts(out_dir)
+    if found and not overwrite:
+        last = list_checkpoints(out_dir)
+        where = f" (last checkpoint: {last[-1].name})" if last else ""
+        raise BertforgeError(f"{out_dir} already holds a training run{where}: continue it with --resume "
+                             f"(resume=True), or start afresh with --overwrite (overwrite=True)")
+    for path in found:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BertforgeError(f"cannot create the output folder {out_dir}: {e.strerror}") from None
+    if not os.access(out_dir, os.W_OK):
+        raise BertforgeError(f"cannot write to the output folder {out_dir}: permission denied")
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Drop the records of steps after `step` from a metrics.jsonl (resuming trains them again), atomically."""
+    from bertforge.fileio import atomic_write_text
+
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= step]
+    atomic_write_text(path, "".join(line + "\n" for line in keep))
 
 
 def save_model(model: nn.Module, path: Path) -> None:

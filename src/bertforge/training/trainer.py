@@ -52,15 +52,16 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from bertforge.training.schedules import SCHEDULES, make_scheduler
-from bertforge.training.state import (STATE_NAME, list_checkpoints, load_model, plot_metrics, rng_state, save_model,
-                          set_rng_state)
+from bertforge.training.callbacks import Callback, default_callbacks
+from bertforge.training.state import (STATE_NAME, claim_run_dir, list_checkpoints, load_model, plot_metrics,
+                                      rng_state, save_model, set_rng_state, truncate_metrics)
 
 __all__ = ["TrainConfig", "Trainer", "NonFiniteLossError", "init_distributed", "param_groups", "unwrap", "list_checkpoints",
            "plot_metrics", "STATE_NAME"]
@@ -99,7 +100,8 @@ class TrainConfig:
     greater_is_better: bool = True
     patience: Optional[int] = None  # stop after this many evals without improvement
     seed: int = 0
-    resume: bool = False
+    resume: bool = False  # continue the run in out_dir from its newest checkpoint
+    overwrite: bool = False  # delete a run already in out_dir (without resume or overwrite it is refused)
     device: str = "auto"  # 'auto' | 'cpu' | 'cuda' | 'cuda:1' ...
     progress: bool = True  # tqdm bar on rank 0
 
@@ -114,6 +116,8 @@ class TrainConfig:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
         if self.keep_last < 1:
             raise ValueError(f"keep_last must be >= 1, got {self.keep_last}")
+        if self.resume and self.overwrite:
+            raise ValueError("resume and overwrite exclude each other: continue the run, or start it afresh")
 
 
 def init_distributed() -> tuple[int, int]:
@@ -169,10 +173,13 @@ class Trainer:
 
     def __init__(self, model: nn.Module, config: TrainConfig, train_loader: Iterable[dict[str, Any]],
                  eval_fn: Optional[Callable[[nn.Module], dict[str, float]]] = None,
-                 save_hook: Optional[Callable[[Path], None]] = None):
+                 save_hook: Optional[Callable[[Path], None]] = None, callbacks: Sequence[Callback] = ()):
         self.config, self.loader, self.eval_fn, self.save_hook = config, train_loader, eval_fn, save_hook
+        self.callbacks = default_callbacks() + list(callbacks)
         self.out_dir = Path(config.out_dir)
         self._init_distributed()
+        if self.is_main and not config.resume:
+            claim_run_dir(self.out_dir, config.overwrite)
         random.seed(config.seed), np.random.seed(config.seed), torch.manual_seed(config.seed)
         self.model = model.to(self.device)
         if self.world_size > 1:
@@ -189,6 +196,8 @@ class Trainer:
         self.best_metric: Optional[float] = None
         self.evals_without_improvement = 0
         self.log: list[dict[str, Any]] = []
+        # Throughput of training alone (evaluation and checkpoint writing excluded), over this process's calls.
+        self.train_tokens, self.train_seconds, self.train_cpu_seconds = 0, 0.0, 0.0
         if config.resume:
             self.resume()
 
@@ -288,39 +297,54 @@ class Trainer:
         stop = min(self.max_steps, until_step or self.max_steps)
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._callback("on_train_begin")
         bar = None
         if self.is_main and cfg.progress and self.step < stop:
             from tqdm.auto import tqdm
             bar = tqdm(total=self.max_steps, initial=self.step, desc="train", dynamic_ncols=True)
-        stream, window, tokens, t0 = self._micro_batches(), [], 0, time.perf_counter()
+        stream, window, tokens, window_s = self._micro_batches(), [], 0, 0.0
+        t0, c0 = time.perf_counter(), time.process_time()
         stopped_early = False
         while self.step < stop and not stopped_early:
             micro = [next(stream) for _ in range(cfg.grad_accum_steps)]
-            tokens += sum(_num_tokens(b) for b in micro) * self.world_size
+            step_tokens = sum(_num_tokens(b) for b in micro) * self.world_size
             record = self.train_step(micro)
+            tokens += step_tokens
+            self.train_tokens += step_tokens
             window.append(record["loss"])
             if bar is not None:
                 bar.update(1)
-            if self.step % cfg.log_every == 0 or self.step == stop:
-                dt = time.perf_counter() - t0
-                record.update(loss=sum(window) / len(window), tokens_per_s=tokens / max(dt, 1e-9))
+            stopped_early = bool(self._callback("on_step_end", record))
+            step_s = time.perf_counter() - t0  # training time only: logging, evaluation and saving excluded
+            window_s += step_s
+            self.train_seconds += step_s
+            self.train_cpu_seconds += time.process_time() - c0
+            if self.step % cfg.log_every == 0 or self.step == stop or stopped_early:
+                record.update(loss=sum(window) / len(window), tokens_per_s=tokens / max(window_s, 1e-9),
+                              elapsed_s=round(self.train_seconds, 1))
                 self._log({"step": self.step, **record, **self._epoch()})
                 if bar is not None:
                     bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}",
                                     tok_s=f"{record['tokens_per_s']:.0f}")
-                if self.device.type == "cpu":
-                    release_free_memory()
-                window, tokens, t0 = [], 0, time.perf_counter()
-            at_end, paused = self.step == self.max_steps, time.perf_counter()
+                self._callback("on_log", record)
+                window, tokens, window_s = [], 0, 0.0
+            at_end = self.step == self.max_steps
             if self.eval_fn is not None and ((cfg.eval_every and self.step % cfg.eval_every == 0) or at_end):
-                stopped_early = self.evaluate()
+                stopped_early = self.evaluate() or stopped_early
             if (cfg.save_every and self.step % cfg.save_every == 0) or at_end or stopped_early \
                     or self.step == stop:
                 self.save_checkpoint()
-            t0 += time.perf_counter() - paused  # tokens/s counts training time only
+            t0, c0 = time.perf_counter(), time.process_time()
         if bar is not None:
             bar.close()
+        self._callback("on_train_end")
         return self.log
+
+    def _callback(self, hook: str, *args: Any) -> bool:
+        """Call `hook` on every callback (rank 0 only for writing hooks); True if any asked to stop."""
+        if hook in ("on_save", "on_log", "on_evaluate") and not self.is_main:
+            return False
+        return any([bool(getattr(cb, hook)(self, *args)) for cb in self.callbacks])
 
     def _epoch(self) -> dict[str, Any]:
         state = getattr(self.loader, "state_dict", None)
@@ -342,6 +366,7 @@ class Trainer:
             torch.distributed.broadcast_object_list(metrics, src=0)
         result = metrics[0]
         self._log({"step": self.step, **{f"eval_{k}": v for k, v in result.items()}})
+        self._callback("on_evaluate", result)
         if cfg.metric_for_best is None:
             return False
         if cfg.metric_for_best not in result:
@@ -407,7 +432,7 @@ class Trainer:
                 os.replace(self.out_dir / f"rng-rank{r}-{self.step}.pt", path / f"rng-rank{r}.pt")
         for old in list_checkpoints(self.out_dir)[:-self.config.keep_last]:
             shutil.rmtree(old, ignore_errors=True)
-        self._plot()
+        self._callback("on_save", path)
         return path
 
     def resume(self, path: Optional[str | Path] = None) -> None:
@@ -442,10 +467,9 @@ class Trainer:
             logger.warning("resume: the loader's position was not restored (use bertforge.loader.ResumableLoader)")
         rng = state["rng"] if self.rank == 0 else torch.load(path / f"rng-rank{self.rank}.pt", weights_only=True)
         set_rng_state(rng)
+        if self.is_main:  # the steps after this checkpoint will be trained (and logged) again
+            truncate_metrics(self.out_dir / "metrics.jsonl", self.step)
         logger.info("resumed from %s at step %d", path, self.step)
-
-    def _plot(self) -> None:
-        plot_metrics(self.out_dir / "metrics.jsonl", self.out_dir / "loss.png")
 
 
 def _num_examples(batch: dict[str, Any]) -> int:

@@ -25,6 +25,7 @@ from bertforge.data.loader import ResumableLoader
 from bertforge.metrics.squad import squad_v1_scores, squad_v2_scores
 from bertforge.tasks.qa.answerer import QuestionAnswerer
 from bertforge.tokenizer.tokenizer import Tokenizer
+from bertforge.training.state import claim_run_dir
 from bertforge.training.trainer import TrainConfig, Trainer
 
 
@@ -99,6 +100,8 @@ def finetune_squad(model_path: str | Path, train_files: Sequence[str | Path], de
     """Fine-tune `model_path` (any BERT checkpoint; the QA head is initialised if absent) and save the
     best (by dev F1, when a dev file is given) or final model to `out_dir` with its tokenizer."""
     out_dir, seed = Path(out_dir), cfg.train.seed
+    if not cfg.train.resume:  # refuse to mix with a run already there before any work
+        claim_run_dir(out_dir / "run", cfg.train.overwrite)
     torch.manual_seed(seed)
     tokenizer = Tokenizer.from_pretrained(model_path)
     # Attention-probability dropout makes torch's fused attention fall back to its math kernel on a CPU
