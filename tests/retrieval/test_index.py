@@ -152,6 +152,34 @@ def test_interrupted_build_keeps_previous_index(tmp_path, counting, monkeypatch)
     assert len(rerun.manifest["files"]) == 44 and [d.name for d in out.glob("data-*")] == [rerun.manifest["data"]]
 
 
+def test_ctrl_c_during_cli_indexing(tmp_path, encoder):
+    """The real thing: SIGINT to `bertforge index` while it embeds -> 'interrupted', status 130, no
+    traceback, and the previous index still loads with its passages."""
+    import signal
+    import subprocess
+    import sys
+
+    docs = write_docs(tmp_path / "docs")
+    out = tmp_path / "idx"
+    before = build(docs, out, encoder)
+    for i in range(400):
+        (docs / f"note{i:03d}.txt").write_text(f"Note {i}. The meeting number {i} is on day {i % 28 + 1}. " * 4)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "bertforge.cli.main", "index", str(docs), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    seen = b""
+    while b"embedding" not in seen:  # tqdm's bar appears when embedding starts
+        chunk = proc.stderr.read1(4096)
+        assert chunk, f"bertforge index ended before embedding: {seen.decode(errors='replace')}"
+        seen += chunk
+    proc.send_signal(signal.SIGINT)
+    err = (seen + proc.communicate(timeout=120)[1]).decode(errors="replace")
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    still = DocumentIndex.load(out, encoder=encoder)
+    assert [p.text for p in still.passages] == [p.text for p in before.passages]
+    assert len(still.stale_files()) == 400
+
+
 def test_stale_and_foreign_indexes_are_refused(tmp_path, encoder, minilm_dir):
     docs = write_docs(tmp_path / "docs")
     out = tmp_path / "idx"
@@ -193,6 +221,7 @@ def test_stale_and_foreign_indexes_are_refused(tmp_path, encoder, minilm_dir):
 
 
 def test_bad_inputs_are_skipped_with_one_line_each(tmp_path, encoder):
+    pytest.importorskip("pypdf")  # the [pdf] extra (in dev)
     docs = write_docs(tmp_path / "docs", {"good.md": "The observatory opened in 1911 on the hill."})
     (docs / "binary.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00")
     (docs / "latin1.txt").write_bytes("Caf\xe9 au lait".encode("latin-1"))
