@@ -307,3 +307,13 @@ def test_fusion_hand_computed():
     mixed = convex_fusion([(np.array([0.9, 0.5]), np.array([5, 6])), (np.array([10.0, 6.0, 2.0]),
                                                                     np.array([6, 7, 5]))], [0.5, 0.5])
     assert mixed == [(5, 0.5), (6, 0.5), (7, 0.25)]
+
+
+def test_default_index_place(tmp_path, monkeypatch):
+    from bertforge.retrieval import default_index_path
+
+    assert default_index_path(tmp_path) == tmp_path.resolve() / ".bertforge-index"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # a read-only folder (root can write anywhere)
+    place = default_index_path(tmp_path / "docs")
+    assert place.parent == tmp_path / "cache" / "bertforge" / "indexes" and place.name.startswith("docs-")

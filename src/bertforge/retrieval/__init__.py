@@ -6,8 +6,9 @@
     ask_docs(QuestionAnswerer(), index, "When was the lab founded?")  # -> [DocAnswer(...)], [] = no answer
 
 Modules: `documents` (find and read files), `chunking` (passages with offsets and lines), `store`
-(vector stores: the interface and the flat default), `lexical` (BM25), `fusion` (reciprocal rank
-fusion), `index` (DocumentIndex: build, refresh, load, search), `ask` (the reader over passages).
+(vector stores: the interface and the flat default), `lexical` (BM25), `fusion` (convex mix and
+reciprocal rank fusion), `index` (DocumentIndex: build, refresh, load, search), `ask` (the reader over
+passages), `evaluation` (the SQuAD-dev folder benchmark).
 docs/retrieval.md has the measurements behind every default.
 """
 from bertforge.retrieval.ask import NO_ANSWER, DocAnswer, ask_docs, ask_docs_many

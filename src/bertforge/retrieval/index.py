@@ -7,8 +7,9 @@
         print(p.score, p.location, p.text[:80])
 
 The retriever half of a retriever-reader system (DrQA, Chen et al. 2017): BM25 (`lexical`) and dense
-vectors (all-MiniLM-L6-v2, `bertforge.tasks.embedding.SentenceEncoder`) each propose candidates, and
-reciprocal rank fusion (`fusion`) merges them; docs/retrieval.md has the measurements behind each choice.
+vectors (all-MiniLM-L6-v2, `bertforge.tasks.embedding.SentenceEncoder`) each propose 100 candidates,
+and a convex mix of their min-max normalised scores (`fusion`; reciprocal rank fusion on request) ranks
+them; docs/retrieval.md has the measurements behind each choice.
 
 On disk (`INDEX/`):
 
