@@ -18,8 +18,8 @@ out, or a feature that is not served; 500 only for a bug, logged by the server, 
 """
 import base64
 import hashlib
-import json
 import logging
+import time
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from html.parser import HTMLParser
@@ -303,7 +303,7 @@ def create_app(engine: Engine, config: ServeConfig = ServeConfig(),
 
     cfg = config
     if batcher is None:
-        batcher = DynamicBatcher(cfg.max_batch, cfg.max_wait_ms, cfg.max_queue, on_batch_done=_trim_memory_every(200))
+        batcher = DynamicBatcher(cfg.max_batch, cfg.max_wait_ms, cfg.max_queue, on_batch_done=_trim_memory())
     _register(batcher, engine)
     S = build_schemas(cfg)
 
@@ -485,17 +485,23 @@ def _rss_mb() -> Optional[float]:
     return None
 
 
-def _trim_memory_every(n: int):
-    """After every `n` model calls, give glibc's free heap pages back to the OS (varied request shapes
-    fragment it; `training.trainer.release_free_memory` has the measurements)."""
-    count = 0
+def _trim_memory(min_interval_s: float = 1.0):
+    """After a model call, give glibc's free heap pages back to the OS, at most once per `min_interval_s`.
+
+    Requests of every length make tensors of every shape, and the freed blocks stay in glibc's heap: a
+    server answering 8 x 192 SQuAD paragraphs at concurrency 32 grew from 428 to 961 MB resident and was
+    still growing; trimming after every group held it at 410-414 MB (peak 717 MB, within a group of 32)
+    at the same requests/s. A trim costs ~5 ms after a lone request, ~13 ms after a group of 16; once a
+    second bounds that below 1.5% of the time while under load (`training.trainer.release_free_memory`).
+    """
+    from bertforge.training.trainer import release_free_memory
+
+    last = 0.0
 
     def maybe_trim() -> None:
-        nonlocal count
-        count += 1
-        if count % n == 0:
-            from bertforge.training.trainer import release_free_memory
-
+        nonlocal last
+        if time.monotonic() - last >= min_interval_s:
             release_free_memory()
+            last = time.monotonic()
 
     return maybe_trim
