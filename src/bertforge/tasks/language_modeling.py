@@ -117,24 +117,24 @@ class LMTrainSettings:
     config_overrides: dict[str, Any] = field(default_factory=dict)
 
 
-RUN_ARTEFACTS = ("metrics.jsonl", "loss.png", "perplexity.png", "model", "best", "data", "tokenizer")
+LM_ARTEFACTS = ("model", "data", "tokenizer", "perplexity.png")  # besides the Trainer's own (claim_run_dir)
 
 
 def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to mix two runs in one folder; with `overwrite`, delete only what a run writes there."""
-    from bertforge.training.state import list_checkpoints
+    """Refuse to mix two runs in one folder (the Trainer's `claim_run_dir`); with `overwrite`, also delete
+    what train-lm writes there besides the Trainer's files (the tokenized data, the final model)."""
+    from bertforge.training.state import claim_run_dir
 
-    has_run = bool(list_checkpoints(out)) or (out / "metrics.jsonl").exists()
-    if has_run and not (resume or overwrite):
-        raise BertforgeError(f"{out} already holds a run: pass --resume to continue it, --overwrite to start "
-                             f"afresh, or choose another --out")
-    if overwrite and out.exists():
-        for p in list_checkpoints(out) + [out / name for name in RUN_ARTEFACTS]:
+    if resume:
+        out.mkdir(parents=True, exist_ok=True)
+        return
+    claim_run_dir(out, overwrite)
+    if overwrite:
+        for p in (out / name for name in LM_ARTEFACTS):
             if p.is_dir():
                 shutil.rmtree(p)
             elif p.exists():
                 p.unlink()
-    out.mkdir(parents=True, exist_ok=True)
 
 
 def _split_documents(files: list[Path], eval_files: Optional[list[Path]]) -> tuple[list, list]:
