@@ -27,6 +27,8 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object per question")
     flags.qa_windows(p)
     p.add_argument("--max-answer-length", type=flags.positive_int, default=30, help="longest answer, in tokens")
+    p.add_argument("--always-answer", action="store_true",
+                   help="give the best span even when the model finds no answer in the text")
     flags.inference(p)
     p.set_defaults(func=run)
 
@@ -52,7 +54,8 @@ def _answerer(args: argparse.Namespace):
 
     return QuestionAnswerer(args.model or DEFAULT_MODEL, device=args.device, precision=args.precision,
                             batch_size=args.batch_size, windows=windows(args),
-                            max_answer_length=args.max_answer_length, compile=args.compile)
+                            max_answer_length=args.max_answer_length, compile=args.compile,
+                            always_answer=getattr(args, "always_answer", False))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,15 +78,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("no context given: use --context TEXT, --context-file PATH or pipe it on stdin")
 
     qa = _answerer(args)
-    for question, answers in zip(questions, qa.answer_many(questions, context, top_k=args.top_k)):
+    for result in qa.ask_many(questions, context, top_k=args.top_k):
         if args.json:
-            print(json.dumps({"question": question, "answers": [a.to_dict() for a in answers]},
-                             ensure_ascii=False))
+            print(json.dumps(result.to_dict(), ensure_ascii=False))
             continue
-        print(f"Q: {question}")
-        if not answers:
-            print("   (no answer found)")
-        for rank, a in enumerate(answers, 1):
+        print(f"Q: {result.question}")
+        if not result.answers:
+            print(f"   The text does not contain an answer (no-answer probability "
+                  f"{result.no_answer_probability:.2f}; --always-answer shows the best span anyway).")
+        for rank, a in enumerate(result.answers, 1):
             print(f"   {rank}. {a.text!r}  p={a.probability:.3f}  chars {a.start}-{a.end}")
             print(f"      {a.sentence}")
     return 0
@@ -135,8 +138,8 @@ def add_evaluate_squad(tasks) -> None:
     flags.model(p, "a QA model directory (default: the shipped model)")
     p.add_argument("--data", type=Path, required=True, help="SQuAD-format JSON")
     flags.out(p, "write predictions.json, nbest_predictions.json, results.json here", required=False)
-    p.add_argument("--null-threshold", type=float, default=0.0, help="SQuAD 2.0: predict no answer when "
-                   "null score - best span score > this")
+    p.add_argument("--null-threshold", type=float, default=None, help="SQuAD 2.0: predict no answer when "
+                   "null score - best span score > this (default: the model's calibrated threshold, else 0)")
     flags.qa_windows(p)
     flags.inference(p)
 

@@ -10,6 +10,7 @@ decoded over all windows with the n-best / max-context rules of `qa_decode`.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +25,9 @@ from bertforge.tasks.qa.decode import QAPredictions, decode_spans
 from bertforge.tokenizer.tokenizer import Tokenizer
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "assets" / "qa-minilm"
-__all__ = ["Answer", "DEFAULT_MODEL", "PRECISIONS", "QuestionAnswerer", "load_qa_model", "sentence_around"]
+NULL_THRESHOLD_KEY = "null_threshold"  # config.json: the calibrated SQuAD 2.0 null-odds threshold (D6)
+__all__ = ["Answer", "DEFAULT_MODEL", "PRECISIONS", "QAResult", "QuestionAnswerer", "load_qa_model",
+           "sentence_around"]
 
 
 @dataclass
@@ -79,15 +82,22 @@ class QuestionAnswerer:
                  batch_size: int = 32, windows: QAWindows = QAWindows(), max_answer_length: int = 30,
                  n_best_size: int = 20,
                  model: Optional[BertForQuestionAnswering] = None, tokenizer: Optional[Tokenizer] = None,
-                 compile: bool = False):
+                 compile: bool = False, null_threshold: Optional[float] = None, always_answer: bool = False):
         """Load `model_dir`, or use an in-memory `model` and `tokenizer` (evaluation during training).
 
-        `precision` and `compile` are described in `bertforge.inference`."""
+        `precision` and `compile` are described in `bertforge.inference`. `null_threshold`: say "no
+        answer" when null score - best span score exceeds it (D6); None takes the model's calibrated
+        threshold (config.json `null_threshold`), if any; a model without one always answers.
+        `always_answer` keeps the best span even when the null answer wins."""
         if model is None or tokenizer is None:
             model, tokenizer = load_qa_model(model_dir, device, precision, compile)
         self.model, self.tokenizer = model, tokenizer
         self.device, self.precision, self.batch_size = device, precision, batch_size
         self.windows, self.max_answer_length, self.n_best_size = windows, max_answer_length, n_best_size
+        if null_threshold is None:
+            null_threshold = model.config.extra.get(NULL_THRESHOLD_KEY)
+        self.null_threshold = None if null_threshold is None else float(null_threshold)
+        self.always_answer = always_answer
 
     def features(self, examples: Sequence[SquadExample]) -> list:
         return self.windows.features(examples, self.tokenizer)
@@ -119,9 +129,14 @@ class QuestionAnswerer:
                 starts[k], ends[k] = s[row, :n], e[row, :n]
         return starts, ends  # type: ignore[return-value]
 
-    def answer_many(self, questions: Sequence[str], contexts: Sequence[str] | str, top_k: int = 1
-                    ) -> list[list[Answer]]:
-        """Answer each question about its context (one context for all when a single string is given)."""
+    def ask_many(self, questions: Sequence[str], contexts: Sequence[str] | str, top_k: int = 1
+                 ) -> list["QAResult"]:
+        """Answer each question about its context (one context for all when a single string is given).
+
+        With a calibrated null threshold (the shipped model has one) a question whose null score wins
+        gets no answers (`answers == []`) unless `always_answer`; `no_answer_probability` is the null
+        answer's share of the n-best softmax (0.0 for a model without a threshold).
+        """
         if isinstance(contexts, str):
             contexts = [contexts] * len(questions)
         if len(contexts) != len(questions):
@@ -137,20 +152,47 @@ class QuestionAnswerer:
                 raise ValueError("the context is empty")
         examples = [SquadExample(qas_id=str(i), question=q, context=c, answers=[], is_impossible=False)
                     for i, (q, c) in enumerate(zip(questions, contexts))]
-        decoded = self.predict(examples, n_best_size=max(self.n_best_size, top_k))
-        results = []
-        for ex in examples:
-            answers = []
-            for entry in decoded.nbest.get(ex.qas_id, [])[:top_k]:
-                if entry["text"] == "" and entry.get("char_start") is None:
-                    continue
-                s, e = entry["char_start"], entry["char_end"]
-                answers.append(Answer(text=entry["text"], probability=float(entry["probability"]), start=s, end=e,
-                                      score=float(entry["start_logit"] + entry["end_logit"]),
-                                      sentence=sentence_around(ex.context, s, e)))
-            results.append(answers)
-        return results
+        with_null = self.null_threshold is not None
+        decoded = self.predict(examples, version_2_with_negative=with_null,
+                               null_threshold=self.null_threshold or 0.0, n_best_size=max(self.n_best_size, top_k))
+        return [self._result(ex, decoded, top_k) for ex in examples]
+
+    def _result(self, ex: SquadExample, decoded: QAPredictions, top_k: int) -> "QAResult":
+        nbest = decoded.nbest.get(ex.qas_id, [])
+        null_p = sum(float(e["probability"]) for e in nbest if e.get("char_start") is None)
+        no_answer = (self.null_threshold is not None and not self.always_answer
+                     and decoded.null_odds.get(ex.qas_id, -math.inf) > self.null_threshold)
+        answers = []
+        for entry in [e for e in nbest if e.get("char_start") is not None][:0 if no_answer else top_k]:
+            s, e = entry["char_start"], entry["char_end"]
+            answers.append(Answer(text=entry["text"], probability=float(entry["probability"]), start=s, end=e,
+                                  score=float(entry["start_logit"] + entry["end_logit"]),
+                                  sentence=sentence_around(ex.context, s, e)))
+        return QAResult(question=ex.question, answers=answers, no_answer_probability=null_p)
+
+    def answer_many(self, questions: Sequence[str], contexts: Sequence[str] | str, top_k: int = 1
+                    ) -> list[list[Answer]]:
+        """The answers of `ask_many`, one list per question ([] = no answer in the text)."""
+        return [r.answers for r in self.ask_many(questions, contexts, top_k)]
+
+    def ask(self, question: str, context: str, top_k: int = 1) -> "QAResult":
+        """One question about one context: answers (best first) and the no-answer probability."""
+        return self.ask_many([question], [context], top_k)[0]
 
     def answer(self, question: str, context: str, top_k: int = 1) -> list[Answer]:
-        """The `top_k` best answers to one question about one context, best first."""
-        return self.answer_many([question], [context], top_k)[0]
+        """The `top_k` best answers to one question about one context, best first ([] = none)."""
+        return self.ask(question, context, top_k).answers
+
+
+@dataclass
+class QAResult:
+    """One question's outcome: `answers` best first ([] = the text does not answer it) and the model's
+    probability that there is no answer (the null span's share of the n-best softmax, D6)."""
+
+    question: str
+    answers: list[Answer]
+    no_answer_probability: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"question": self.question, "answers": [a.to_dict() for a in self.answers],
+                "no_answer_probability": self.no_answer_probability}

@@ -141,16 +141,18 @@ def finetune_squad(model_path: str | Path, train_files: Sequence[str | Path], de
 
 
 def evaluate_squad(model_dir: str | Path, data_file: str | Path, out_dir: Optional[str | Path] = None,
-                   version_2_with_negative: Optional[bool] = None, null_threshold: float = 0.0,
+                   version_2_with_negative: Optional[bool] = None, null_threshold: Optional[float] = None,
                    **qa_kwargs) -> dict[str, float]:
     """EM/F1 of a QA model on a SQuAD-format file; writes predictions.json, nbest_predictions.json,
-    null_odds.json (v2) and results.json to `out_dir` when given."""
+    null_odds.json (v2) and results.json to `out_dir` when given. A v2.0 file is decoded with
+    `null_threshold`, by default the model's calibrated one (config.json), else 0."""
     examples = read_squad(data_file)
     if version_2_with_negative is None:
         version_2_with_negative = any(ex.is_impossible for ex in examples)
-    qa = QuestionAnswerer(model_dir, **qa_kwargs)
-    predictions = qa.predict(examples, version_2_with_negative, null_threshold)
-    scores = score_predictions(examples, predictions, version_2_with_negative, null_threshold)
+    qa = QuestionAnswerer(model_dir, null_threshold=null_threshold, **qa_kwargs)
+    threshold = qa.null_threshold if qa.null_threshold is not None else 0.0
+    predictions = qa.predict(examples, version_2_with_negative, threshold)
+    scores = score_predictions(examples, predictions, version_2_with_negative, threshold)
     scores["questions"] = len(examples)
     if out_dir is not None:
         out_dir = Path(out_dir)
