@@ -122,3 +122,46 @@ def test_cli_qa_json(tiny_qa_dir, capsys):
         for a in x["answers"]:
             assert "Alice lives in Paris."[a["start"]:a["end"]] == a["text"]
     assert main(["qa", "Where?", "--context", "", "--model", str(tiny_qa_dir)]) == 2  # clear error, no traceback
+
+
+def test_no_answer_follows_the_null_threshold_rule(tiny_qa_dir):
+    """The answerer says "no answer" exactly when null_odds > threshold (D6), computed independently here
+    from decode_spans; always_answer keeps the span; no threshold: always answers (v1 behaviour)."""
+    from bertforge.data.squad import SquadExample
+
+    context = "The Eiffel Tower is in Paris. It was finished in 1889 and is 330 metres tall."
+    questions = ["Where is the tower?", "When was it finished?", "How tall is it?", "Who designed it?"]
+    plain = QuestionAnswerer(tiny_qa_dir)
+    assert plain.null_threshold is None and all(plain.answer_many(questions, context))
+    probe = QuestionAnswerer(tiny_qa_dir, null_threshold=0.0)
+    examples = [SquadExample(str(i), q, context) for i, q in enumerate(questions)]
+    odds = sorted(probe.predict(examples, version_2_with_negative=True).null_odds.values())
+    middle = (odds[1] + odds[2]) / 2  # a threshold with two questions on each side
+    qa = QuestionAnswerer(tiny_qa_dir, null_threshold=middle)
+    decoded = qa.predict(examples, version_2_with_negative=True, null_threshold=middle)
+    results = qa.ask_many(questions, context)
+    for ex, r in zip(examples, results):
+        assert (r.answers == []) == (decoded.null_odds[ex.qas_id] > middle)
+        assert 0.0 < r.no_answer_probability < 1.0
+    assert sum(not r.answers for r in results) == 2
+    forced = QuestionAnswerer(tiny_qa_dir, null_threshold=middle, always_answer=True).answer_many(questions, context)
+    assert all(forced)
+
+
+def test_model_threshold_in_config_is_used(tiny_qa_dir, tmp_path, capsys):
+    """A model folder whose config.json carries null_threshold says "no answer" by itself (CLI and JSON)."""
+    from bertforge.cli.main import main as cli
+
+    d = tmp_path / "qa"
+    shutil.copytree(tiny_qa_dir, d)
+    config = json.loads((d / "config.json").read_text())
+    config["null_threshold"] = -1e9  # the null answer always wins
+    (d / "config.json").write_text(json.dumps(config))
+    assert QuestionAnswerer(d).answer("Where?", "In Paris.") == []
+    assert cli(["qa", "Where?", "--context", "In Paris.", "--model", str(d), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["answers"] == [] and 0 <= out["no_answer_probability"] <= 1
+    assert cli(["qa", "Where?", "--context", "In Paris.", "--model", str(d)]) == 0
+    assert "does not contain an answer" in capsys.readouterr().out
+    assert cli(["qa", "Where?", "--context", "In Paris.", "--model", str(d), "--always-answer", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["answers"]
