@@ -372,3 +372,32 @@ def test_callbacks_are_called_and_can_stop_a_run_that_then_resumes(tmp_path):
     resumed.train()
     assert resumed.step == 3 and (tmp_path / "checkpoint-3").is_dir()
     assert json.loads((tmp_path / "cpu_time.json").read_text())["cpu_s"] > 0
+
+
+def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    """A write error in the middle of a checkpoint (simulated ENOSPC from the weights writer): one clear
+    error, no temporary folder left, and the previous checkpoint still resumes."""
+    import errno
+
+    from bertforge.errors import BertforgeError
+
+    data = toy_data(24)
+    t = Trainer(Toy(), cfg(tmp_path, max_steps=6, save_every=2), ResumableLoader(data, 4, noisy_collate))
+    t.train(until_step=2)
+    real_save = train_mod.save_model
+
+    def full_disk(model, path):
+        real_save(model, path)  # half of the checkpoint lands, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(train_mod, "save_model", full_disk)
+    with pytest.raises(BertforgeError, match=r"No space left on device.*checkpoint-2, is intact.*--resume"):
+        t.train(until_step=4)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-2"]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    monkeypatch.setattr(train_mod, "save_model", real_save)
+    resumed = Trainer(Toy(), cfg(tmp_path, max_steps=6, save_every=2, resume=True),
+                      ResumableLoader(data, 4, noisy_collate))
+    assert resumed.step == 2
+    resumed.train()
+    assert resumed.step == 6

@@ -59,6 +59,7 @@ import torch
 from torch import nn
 
 from bertforge.training.schedules import SCHEDULES, make_scheduler
+from bertforge.errors import BertforgeError
 from bertforge.training.callbacks import Callback, default_callbacks
 from bertforge.training.state import (STATE_NAME, claim_run_dir, list_checkpoints, load_model, plot_metrics,
                                       rng_state, save_model, set_rng_state, truncate_metrics)
@@ -398,17 +399,28 @@ class Trainer:
                 "config": asdict(self.config), "world_size": self.world_size}
 
     def _write_checkpoint(self, final: Path) -> None:
-        """Write model + trainer state into a temporary folder, then swap it in with renames."""
+        """Write model + trainer state into a temporary folder, then swap it in with renames.
+
+        A failed write (disk full, permissions) removes the temporary folder and raises one clear
+        `BertforgeError`: the previous checkpoints are untouched and `resume` still works from them."""
         tmp = final.with_name(f".{final.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        save_model(unwrap(self.model), tmp)
-        if self.save_hook is not None:  # e.g. the tokenizer beside the weights (D5)
-            self.save_hook(tmp)
-        torch.save(self._state(), tmp / STATE_NAME)
-        for f in (p for p in tmp.rglob("*") if p.is_file()):  # a save_hook may write sub-folders
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
+        try:
+            tmp.mkdir(parents=True)
+            save_model(unwrap(self.model), tmp)
+            if self.save_hook is not None:  # e.g. the tokenizer beside the weights (D5)
+                self.save_hook(tmp)
+            torch.save(self._state(), tmp / STATE_NAME)
+            for f in (p for p in tmp.rglob("*") if p.is_file()):  # a save_hook may write sub-folders
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+        except (OSError, RuntimeError) as e:  # torch.save reports a full disk as a RuntimeError
+            shutil.rmtree(tmp, ignore_errors=True)
+            kept = list_checkpoints(self.out_dir)
+            reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            raise BertforgeError(f"could not write checkpoint {final} ({reason}); the last complete one, "
+                                 f"{kept[-1] if kept else 'none'}, is intact: free some space and rerun with "
+                                 f"--resume") from None
         old = final.with_name(f".{final.name}.old")
         if final.exists():  # only `best/` is ever replaced; step checkpoints are new names
             shutil.rmtree(old, ignore_errors=True)
