@@ -84,6 +84,16 @@ def test_default_floor_refuses_low_scores(index):
                                      top_passages=1)] == ["Zurich"]
 
 
+def test_reader_with_its_own_null_threshold_gets_no_floor(index):
+    reader = FakeReader({"Zurich": 2.9})
+    reader.null_threshold = 0.0  # a SQuAD 2.0 model: it returns [] itself where it finds no answer
+    assert [a.text for a in ask_docs(reader, index, "Where was the Forge Lab founded?", top_passages=1)] == \
+        ["Zurich"]
+    reader.null_threshold, reader.always_answer = None, True  # `qa --always-answer`
+    assert [a.text for a in ask_docs(reader, index, "Where was the Forge Lab founded?", top_passages=1)] == \
+        ["Zurich"]
+
+
 def test_overlapping_passages_give_one_answer(tmp_path, encoder):
     text = "Alpha one. Beta two. Gamma three. Delta four. Epsilon five."
     folder = write_docs(tmp_path / "docs", {"greek.txt": text})

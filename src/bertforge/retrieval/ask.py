@@ -31,7 +31,10 @@ and answers almost anything with confidence, so the floor can only be a compromi
 SQuAD-dev folder at K=5 (docs/retrieval.md), refused at a floor of 3 / 4 / 5: answerable XQuAD
 questions 0.6 / 1.9 / 4.8 % (F1 -0.1 / -0.4 / -1.0), the same questions with their paragraph removed
 from the folder 5.3 / 11.9 / 23.6 %, off-topic COVID-QA questions 17 / 25 / 41 %. The default, 3,
-costs almost nothing on answerable questions; `min_score=None` turns it off.
+costs almost nothing on answerable questions; `min_score=None` turns it off. By default
+(`min_score="auto"`) the floor applies only to a reader without a calibrated null threshold: a model
+that has one (config.json `null_threshold`, see `QuestionAnswerer`) decides for itself, and a reader
+asked to `always_answer` gets no floor either.
 """
 from __future__ import annotations
 
@@ -46,7 +49,18 @@ from bertforge.retrieval.index import DocumentIndex
 __all__ = ["DEFAULT_MIN_SCORE", "DocAnswer", "NO_ANSWER", "ask_docs", "ask_docs_many", "read_passages"]
 
 NO_ANSWER = "no answer in these documents"
-DEFAULT_MIN_SCORE: Optional[float] = 3.0  # ranking score below which there is no answer (module docstring)
+DEFAULT_MIN_SCORE = 3.0  # ranking score below which there is no answer, for a reader without a null score
+AUTO = "auto"  # min_score: DEFAULT_MIN_SCORE, or no floor when the reader has its own null threshold
+
+
+def _floor(answerer, min_score: Optional[float] | str) -> Optional[float]:
+    """The score floor to apply: `min_score`, or for "auto" DEFAULT_MIN_SCORE unless the reader decides
+    "no answer" itself (a calibrated null threshold) or was told to always answer."""
+    if min_score != AUTO:
+        return min_score  # type: ignore[return-value]
+    if getattr(answerer, "null_threshold", None) is not None or getattr(answerer, "always_answer", False):
+        return None
+    return DEFAULT_MIN_SCORE
 POOL = 20  # spans kept per passage for the cross-passage softmax (the reader's n-best size)
 RANK_PENALTY = 3.0  # logits per unit of ln(passage rank); see the module docstring
 
@@ -91,9 +105,10 @@ def _softmax(scores: Sequence[float]) -> list[float]:
 
 
 def read_passages(answerer, questions: Sequence[str], hits: Sequence[Sequence[Passage]], top_k: int = 1,
-                  min_score: Optional[float] = DEFAULT_MIN_SCORE) -> list[list[DocAnswer]]:
+                  min_score: Optional[float] | str = AUTO) -> list[list[DocAnswer]]:
     """The reader half: read each question's retrieved passages (`hits[i]`, best first) in one batch
     and rank the spans of all of them (see the module docstring). [] for a question = no answer."""
+    min_score = _floor(answerer, min_score)
     pairs = [(qi, rank, p) for qi, ps in enumerate(hits) for rank, p in enumerate(ps, start=1)]
     read = answerer.answer_many([questions[qi] for qi, _, _ in pairs], [p.text for _, _, p in pairs],
                                 top_k=max(top_k, POOL)) if pairs else []
@@ -121,7 +136,7 @@ def read_passages(answerer, questions: Sequence[str], hits: Sequence[Sequence[Pa
 
 
 def ask_docs_many(answerer, index: DocumentIndex, questions: Sequence[str], top_k: int = 1, top_passages: int = 5,
-                  min_score: Optional[float] = DEFAULT_MIN_SCORE, mode: str = "hybrid") -> list[list[DocAnswer]]:
+                  min_score: Optional[float] | str = AUTO, mode: str = "hybrid") -> list[list[DocAnswer]]:
     """`ask_docs` for many questions: one retrieval batch, one reading batch for all (question, passage) pairs."""
     if isinstance(questions, str):
         raise TypeError("ask_docs_many() takes a list of questions, not one str")
@@ -131,7 +146,7 @@ def ask_docs_many(answerer, index: DocumentIndex, questions: Sequence[str], top_
 
 
 def ask_docs(answerer, index: DocumentIndex, question: str, top_k: int = 1, top_passages: int = 5,
-             min_score: Optional[float] = DEFAULT_MIN_SCORE, mode: str = "hybrid") -> list[DocAnswer]:
+             min_score: Optional[float] | str = AUTO, mode: str = "hybrid") -> list[DocAnswer]:
     """The `top_k` best answers to `question` from the index's documents, best first; [] when there is
     no answer in these documents. `answerer` is a `QuestionAnswerer`; `mode`: hybrid, vector or bm25."""
     if not isinstance(question, str):
