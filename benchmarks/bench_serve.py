@@ -1,15 +1,20 @@
 """`bertforge serve` under load: dynamic batching vs one request per model call, side by side.
 
     .venv/bin/python benchmarks/bench_serve.py [--requests 192] [--concurrency 1 4 16 64] [--threads 2 1]
+                                               [--contexts paragraph|sentence] [--precision fp32|bf16|int8]
 
-For each torch thread count, two servers run the shipped QA model as `bertforge serve` processes, the
-same flags but `--max-batch 32` (A: dynamic batching, `--max-wait-ms 5`) and `--max-batch 1` (B: one
-request per model call; still one inference worker). Both get the same requests (SQuAD v1.1 dev
-paragraphs, first question each; the bundled demo passage when the shared data is absent) at each
-concurrency, interleaved A B B A (half the requests per run) so both see the same machine load.
-Reported per level: requests/s, latency p50/p95/p99 (seconds, queueing included), the mean group size A
-formed, errors, and the ratio A/B. Also: whether A and B gave the same answers, and each server's
-resident memory after warm-up, after all the load, and its peak.
+For each torch thread count, three servers answer with the shipped QA model, each in its own process:
+  A  `bertforge serve --max-batch 32 --max-wait-ms 5`: dynamic batching, one inference worker;
+  B  `bertforge serve --max-batch 1`: one request per model call, the same one worker (a queue);
+  C  a plain FastAPI endpoint (`def`, so FastAPI runs it in its thread pool) calling
+     `QuestionAnswerer.answer` per request: what a server without batching usually is, N requests
+     running the model at once in N threads.
+All get the same requests (SQuAD v1.1 dev, first question of spread-out paragraphs, the paragraph or
+only the sentence holding the answer as the context; the bundled demo passage when the shared data is
+absent) at each concurrency, interleaved A B C C B A (half the requests per run) so they see the same
+machine load. Reported per level: requests/s, latency p50/p95/p99 (seconds, queueing included), the
+mean group A formed, errors, the ratios A/B and A/C, and whether B and C answered as A did; then each
+server's resident memory after warm-up, after all the load, and its peak.
 """
 from __future__ import annotations
 
@@ -26,20 +31,32 @@ import time
 from pathlib import Path
 
 import httpx
+from pydantic import BaseModel
 
 ROOT = Path(__file__).resolve().parents[1]
 SQUAD_DEV = ROOT.parent / "shared" / "data" / "squad" / "dev-v1.1.json"
 
 
-def requests_pool(n: int) -> tuple[list[dict], str]:
-    """n request bodies (question + paragraph), and where they come from."""
+def sentence_of(context: str, at: int) -> str:
+    """The sentence of `context` holding character `at`."""
+    left = max((m.end() for m in re.finditer(r"[.!?]\s+", context[:at])), default=0)
+    m = re.search(r"[.!?](\s|$)", context[at:])
+    return context[left: at + (m.end() if m else len(context) - at)].strip()
+
+
+def requests_pool(n: int, contexts: str = "paragraph") -> tuple[list[dict], str]:
+    """n request bodies (question + paragraph, or + the answer's sentence), and where they come from."""
     if SQUAD_DEV.exists():
         data = json.loads(SQUAD_DEV.read_text(encoding="utf-8"))["data"]
         paragraphs = [p for article in data for p in article["paragraphs"]]
         step = max(1, len(paragraphs) // n)  # spread over the articles: varied lengths
         picked = paragraphs[::step][:n]
-        bodies = [{"question": p["qas"][0]["question"], "context": p["context"], "top_k": 1} for p in picked]
-        return bodies, f"SQuAD v1.1 dev, {len(bodies)} paragraphs (first question each)"
+        bodies = []
+        for p in picked:
+            qa = p["qas"][0]
+            context = p["context"] if contexts == "paragraph" else sentence_of(p["context"], qa["answers"][0]["answer_start"])
+            bodies.append({"question": qa["question"], "context": context, "top_k": 1})
+        return bodies, f"SQuAD v1.1 dev, {len(bodies)} {contexts}s (first question of each paragraph)"
     sys.path.insert(0, str(ROOT / "src"))
     from bertforge.cli.demo import ASSETS, QUESTIONS
 
@@ -51,11 +68,18 @@ def requests_pool(n: int) -> tuple[list[dict], str]:
 # ---- a server process ---------------------------------------------------------------------------
 
 class Server:
-    """`bertforge serve` in its own process on a free port; its stderr drained in the background."""
+    """A server process on a free port (`bertforge serve`, or this file's naive one); stderr drained."""
 
-    def __init__(self, threads: int, max_batch: int, extra: list[str]):
-        cmd = [sys.executable, "-m", "bertforge", "--threads", str(threads), "serve", "--port", "0", "--no-embed",
-               "--max-batch", str(max_batch), "--timeout", "600", "--max-queue", "1024", *extra]
+    @classmethod
+    def serve(cls, threads: int, max_batch: int, extra: list[str]) -> "Server":
+        return cls([sys.executable, "-m", "bertforge", "--threads", str(threads), "serve", "--port", "0",
+                    "--no-embed", "--max-batch", str(max_batch), "--timeout", "600", "--max-queue", "1024", *extra])
+
+    @classmethod
+    def naive(cls, threads: int, extra: list[str]) -> "Server":
+        return cls([sys.executable, __file__, "--naive-server", "--threads", str(threads), *extra])
+
+    def __init__(self, cmd: list[str]):
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.log: list[str] = []
@@ -134,32 +158,67 @@ def percentile(xs: list[float], q: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
-def level(a: Server, b: Server, bodies: list[dict], concurrency: int) -> dict:
-    """A B B A, half the requests per run; both systems' totals."""
+def level(servers: dict[str, Server], bodies: list[dict], concurrency: int) -> dict:
+    """Every system twice on half the requests, in the order A B C C B A; each system's totals."""
     half = len(bodies) // 2
-    parts = {"A": [bodies[:half], bodies[half:]], "B": [bodies[:half], bodies[half:]]}
-    acc = {k: {"seconds": 0.0, "lat": [], "answers": [], "errors": 0} for k in "AB"}
-    before = a.batching()
-    for name, server, part in (("A", a, 0), ("B", b, 0), ("B", b, 1), ("A", a, 1)):
-        seconds, lat, answers, errors = run(server, parts[name][part], concurrency)
+    parts = [bodies[:half], bodies[half:]]
+    names = list(servers)
+    acc = {k: {"seconds": 0.0, "lat": [], "answers": [], "errors": 0} for k in names}
+    before = servers["A"].batching()
+    for i, name in enumerate(names + names[::-1]):
+        seconds, lat, answers, errors = run(servers[name], parts[i // len(names)], concurrency)
         slot = acc[name]
         slot["seconds"] += seconds
         slot["lat"] += lat
         slot["errors"] += errors
-        slot["answers"].append(answers)
-    after = a.batching()
+        slot["answers"] += answers
+    after = servers["A"].batching()
     out = {}
-    for name in "AB":
+    for name in names:
         slot = acc[name]
         out[name] = {"req_s": len(bodies) / slot["seconds"], "p50": percentile(slot["lat"], 0.50),
                      "p95": percentile(slot["lat"], 0.95), "p99": percentile(slot["lat"], 0.99),
-                     "errors": slot["errors"]}
+                     "errors": slot["errors"],
+                     "same_as_A": sum(x == y and x is not None for x, y in zip(slot["answers"], acc["A"]["answers"]))
+                     / len(bodies)}
     calls = after["batches"] - before["batches"]
     out["A"]["mean_batch"] = (after["jobs"] - before["jobs"]) / calls if calls else 0.0
-    a_answers = acc["A"]["answers"][0] + acc["A"]["answers"][1]
-    b_answers = acc["B"]["answers"][0] + acc["B"]["answers"][1]
-    out["same_answers"] = sum(x == y and x is not None for x, y in zip(a_answers, b_answers)) / len(bodies)
     return out
+
+
+class NaiveQuestion(BaseModel):
+    """System C's request (module level: FastAPI resolves the annotation by name)."""
+
+    question: str
+    context: str
+    top_k: int = 1
+
+
+def naive_server(args: argparse.Namespace) -> None:
+    """System C: no batcher, no worker; FastAPI runs each request's model call in its own thread."""
+    import torch
+    from fastapi import FastAPI
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from bertforge.serve.server import serve_forever
+    from bertforge.tasks.qa.answerer import DEFAULT_MODEL, QuestionAnswerer
+
+    torch.set_num_threads(args.threads[0])
+    qa = QuestionAnswerer(args.model or DEFAULT_MODEL, precision=args.precision)
+    app = FastAPI()
+    jobs = {"n": 0}
+
+    @app.post("/api/qa")
+    def answer(q: NaiveQuestion) -> dict:  # `def`: run in FastAPI's thread pool, concurrently
+        jobs["n"] += 1
+        return {"answers": [a.to_dict() for a in qa.answer(q.question, q.context, q.top_k)]}
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"batching": {"jobs": jobs["n"], "batches": jobs["n"]}}
+
+    serve_forever(app, "127.0.0.1", 0, log_level="warning", access_log=False,
+                  announce=lambda url: print(f"open {url}/", file=sys.stderr, flush=True))
 
 
 def main() -> None:
@@ -172,10 +231,16 @@ def main() -> None:
     ap.add_argument("--max-wait-ms", type=float, default=5.0, help="A's --max-wait-ms")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"))
     ap.add_argument("--model", default=None, help="QA model directory (default: the shipped one)")
+    ap.add_argument("--contexts", default="paragraph", choices=("paragraph", "sentence"),
+                    help="the whole SQuAD paragraph, or only the sentence holding the answer")
+    ap.add_argument("--systems", default="ABC", help="which of A B C to run (A is always run)")
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench_serve.json"))
+    ap.add_argument("--naive-server", action="store_true", help=argparse.SUPPRESS)  # system C's process
     args = ap.parse_args()
+    if args.naive_server:
+        return naive_server(args)
 
-    bodies, source = requests_pool(args.requests)
+    bodies, source = requests_pool(args.requests, args.contexts)
     chars = sum(len(b["context"]) for b in bodies) / len(bodies)
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs ({platform.processor() or 'cpu'}), "
           f"load average {os.getloadavg()[0]:.2f} at start")
@@ -183,35 +248,42 @@ def main() -> None:
     extra = ["--precision", args.precision] + (["--model", args.model] if args.model else [])
     results = {"machine": platform.platform(), "cpus": os.cpu_count(), "source": source, "avg_chars": chars,
                "levels": {}}
+    systems = "A" + args.systems.replace("A", "")
     for threads in args.threads:
-        a = Server(threads, args.max_batch, extra + ["--max-wait-ms", str(args.max_wait_ms)])
-        b = Server(threads, 1, extra)
+        servers = {"A": Server.serve(threads, args.max_batch, extra + ["--max-wait-ms", str(args.max_wait_ms)])}
+        if "B" in systems:
+            servers["B"] = Server.serve(threads, 1, extra)
+        if "C" in systems:
+            servers["C"] = Server.naive(threads, extra)
         try:
-            for s in (a, b):  # warm-up: first calls allocate and pick kernels
+            for s in servers.values():  # warm-up: first calls allocate and pick kernels
                 run(s, bodies[:16], 4)
-            memory = {"A": {"warm": a.memory_mb()}, "B": {"warm": b.memory_mb()}}
+            memory = {name: {"warm": s.memory_mb()} for name, s in servers.items()}
+            others = [n for n in servers if n != "A"]
             print(f"\n## torch threads = {threads}   (A: --max-batch {args.max_batch} --max-wait-ms "
-                  f"{args.max_wait_ms}; B: --max-batch 1)\n")
-            print("| concurrency | A req/s | B req/s | A/B | A p50 / p95 / p99 s | B p50 / p95 / p99 s "
-                  "| A mean group | errors A/B | same answers |")
-            print("|---|---|---|---|---|---|---|---|---|")
+                  f"{args.max_wait_ms}; B: --max-batch 1; C: a thread per request)\n")
+            print("| concurrency | " + " | ".join(f"{n} req/s" for n in servers) + " | "
+                  + " | ".join(f"A/{n}" for n in others) + " | "
+                  + " | ".join(f"{n} p50 / p95 / p99 s" for n in servers) + " | A mean group | errors | same answers as A |")
+            print("|---" * (2 + 2 * len(servers) + len(others) + 1) + "|")
             for c in args.concurrency:
-                r = level(a, b, bodies, c)
+                r = level(servers, bodies, c)
                 results["levels"][f"threads={threads} c={c}"] = r
-                A, B = r["A"], r["B"]
-                print(f"| {c} | {A['req_s']:.1f} | {B['req_s']:.1f} | {A['req_s'] / B['req_s']:.2f}x "
-                      f"| {A['p50']:.2f} / {A['p95']:.2f} / {A['p99']:.2f} | {B['p50']:.2f} / {B['p95']:.2f} / "
-                      f"{B['p99']:.2f} | {A['mean_batch']:.1f} | {A['errors']}/{B['errors']} "
-                      f"| {100 * r['same_answers']:.1f}% |", flush=True)
-            for name, s in (("A", a), ("B", b)):
+                A = r["A"]
+                print(f"| {c} | " + " | ".join(f"{r[n]['req_s']:.1f}" for n in servers) + " | "
+                      + " | ".join(f"{A['req_s'] / r[n]['req_s']:.2f}x" for n in others) + " | "
+                      + " | ".join(f"{r[n]['p50']:.2f} / {r[n]['p95']:.2f} / {r[n]['p99']:.2f}" for n in servers)
+                      + f" | {A['mean_batch']:.1f} | " + "/".join(str(r[n]["errors"]) for n in servers) + " | "
+                      + "/".join(f"{100 * r[n]['same_as_A']:.0f}%" for n in others) + " |", flush=True)
+            for name, s in servers.items():
                 memory[name]["after"] = s.memory_mb()
             results[f"memory threads={threads}"] = memory
             print("\nresident memory MB (after warm-up -> after the load, peak): " + "; ".join(
                 f"{n} {m['warm']['rss_mb']:.0f} -> {m['after']['rss_mb']:.0f} (peak {m['after']['peak_mb']:.0f})"
                 for n, m in memory.items()))
         finally:
-            a.stop()
-            b.stop()
+            for s in servers.values():
+                s.stop()
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1))

@@ -58,8 +58,10 @@ def test_qa_answers_are_the_answerers(api, tiny_engine):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["source"] == "context" and body["question"] == "What is the capital of France?"
-    want = tiny_engine.qa.answer("What is the capital of France?", CONTEXT, top_k=3)
+    result = tiny_engine.qa.ask("What is the capital of France?", CONTEXT, top_k=3)
+    want = result.answers
     assert [a["text"] for a in body["answers"]] == [a.text for a in want] and len(want) == 3
+    assert body["no_answer_probability"] == pytest.approx(result.no_answer_probability, abs=1e-6)
     for got, ref in zip(body["answers"], want):
         assert CONTEXT[got["start"]:got["end"]] == got["text"]  # offsets index the context
         assert got["probability"] == pytest.approx(ref.probability, abs=1e-6) and "file" not in got
@@ -69,11 +71,23 @@ def test_no_answer_is_an_empty_list(tiny_engine):
     @dataclass
     class Unanswering(Engine):
         def qa_batch(self, jobs):  # a model with a null score returns [] for "no answer"
-            return [[] for _ in jobs]
+            return [{"answers": [], "no_answer_probability": 0.875} for _ in jobs]
 
     with client(Unanswering(qa=tiny_engine.qa)) as c:
         r = c.post("/api/qa", json={"question": "What colour is the sky?", "context": CONTEXT})
-    assert r.status_code == 200 and r.json()["answers"] == []
+    assert r.status_code == 200 and r.json()["answers"] == [] and r.json()["no_answer_probability"] == 0.875
+
+
+def test_a_model_that_says_no_answer_gives_an_empty_list(tiny_models):
+    """A QA model whose null score always wins (a threshold below every null odds) answers nothing."""
+    from bertforge.tasks.qa.answerer import QuestionAnswerer
+
+    qa = QuestionAnswerer(tiny_models["qa"], null_threshold=-1e9)
+    with client(Engine(qa=qa)) as c:
+        body = c.post("/api/qa", json={"question": "Who?", "context": CONTEXT, "top_k": 3}).json()
+    want = qa.ask("Who?", CONTEXT, top_k=3)
+    assert body["answers"] == want.answers == []
+    assert body["no_answer_probability"] == pytest.approx(want.no_answer_probability) and body["no_answer_probability"] > 0
 
 
 def test_embed_equals_the_encoder_one_by_one(api, tiny_engine):

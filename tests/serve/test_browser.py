@@ -177,9 +177,11 @@ def test_a_script_in_the_context_shows_as_text(page):
 def test_no_answer_is_shown_as_such(page):
     page.route("**/api/qa", lambda route: route.fulfill(
         status=200, content_type="application/json",
-        body='{"question": "What colour is the sky?", "source": "context", "answers": []}'))
+        body='{"question": "What colour is the sky?", "source": "context", "answers": [], '
+             '"no_answer_probability": 0.912}'))
     ask(page, "Paris is in France.", "What colour is the sky?")
-    assert page.is_visible("#no-answer") and page.inner_text("#no-answer") == "No answer found in this text."
+    assert page.is_visible("#no-answer")
+    assert page.inner_text("#no-answer") == "No answer found in this text (no-answer probability 91.2%)."
     assert page.is_hidden("#results") and page.inner_text("#status").startswith("no answer")
 
 

@@ -118,6 +118,8 @@ def build_schemas(cfg: ServeConfig) -> dict[str, type[BaseModel]]:
         question: str
         source: str = Field(description="'context' or 'docs'")
         answers: list[Answer] = Field(description="best first; an empty list means no answer was found")
+        no_answer_probability: Optional[float] = Field(
+            None, description="the QA model's probability that the text holds no answer (pasted context)")
 
     class EmbedRequest(BaseModel):
         sentences: list[str] = Field(..., min_length=1, max_length=cfg.max_sentences)
@@ -370,8 +372,8 @@ def create_app(engine: Engine, config: ServeConfig = ServeConfig(),
             return {"question": req.question, "source": "docs", "answers": answers}
         if not req.context.strip():
             raise ApiError(422, "invalid_request", "context: the context is empty")
-        answers = await run("qa", QAJob(req.question, req.context, req.top_k))
-        return {"question": req.question, "source": "context", "answers": answers}
+        found = await run("qa", QAJob(req.question, req.context, req.top_k))
+        return {"question": req.question, "source": "context", **found}
 
     @app.post("/api/embed", tags=["models"], response_model=S["EmbedResponse"],
               summary="sentence vectors (mean pooling + L2 norm)")

@@ -167,7 +167,7 @@ class Engine:
             else:
                 engine.names["embed"] = name
         if mlm_model is not None:
-            from bertforge.cli.pretrain import load_mlm
+            from bertforge.tasks.pretraining import load_mlm
 
             model, tokenizer = load_mlm(mlm_model)
             engine.mlm = (model.to(device).eval(), tokenizer)
@@ -179,14 +179,19 @@ class Engine:
 
     # ---- one function per request kind: a group of jobs -> one result per job -------------------
 
-    def qa_batch(self, jobs: Sequence[QAJob]) -> list[list[dict]]:
-        """All questions of the group in one `answer_many` call per distinct top_k (so every answer list is
-        exactly the one-by-one answer list: the n-best cut depends on top_k)."""
-        results: list[Optional[list[dict]]] = [None] * len(jobs)
+    def qa_batch(self, jobs: Sequence[QAJob]) -> list[dict]:
+        """All questions of the group in one `ask_many` call per distinct top_k (so every answer list is
+        exactly the one-by-one answer list). Each result: {"answers": [...] ([] = no answer),
+        "no_answer_probability": the model's, or None when the QA model has no notion of it}."""
+        results: list[Optional[dict]] = [None] * len(jobs)
         for top_k, idx in _by(jobs, lambda j: j.top_k):
-            answers = self.qa.answer_many([jobs[i].question for i in idx], [jobs[i].context for i in idx], top_k=top_k)
-            for i, found in zip(idx, answers):
-                results[i] = [a.to_dict() for a in found]
+            questions, contexts = [jobs[i].question for i in idx], [jobs[i].context for i in idx]
+            if hasattr(self.qa, "ask_many"):
+                found = [(r.answers, r.no_answer_probability) for r in self.qa.ask_many(questions, contexts, top_k)]
+            else:  # an answerer without null scores
+                found = [(answers, None) for answers in self.qa.answer_many(questions, contexts, top_k=top_k)]
+            for i, (answers, null_p) in zip(idx, found):
+                results[i] = {"answers": [a.to_dict() for a in answers], "no_answer_probability": null_p}
         return results  # type: ignore[return-value]
 
     def docs_batch(self, jobs: Sequence[DocsJob]) -> list[list[dict]]:
