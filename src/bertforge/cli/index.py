@@ -31,14 +31,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _device(name: str) -> str:
-    if name == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
-
-
 def _warn(line: str) -> None:
     print(f"warning: {line}", file=sys.stderr)
 
@@ -51,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         default = ChunkConfig()
         chunking = ChunkConfig(args.passage_words or default.max_words,
                                default.overlap_words if args.overlap_words is None else args.overlap_words)
-    index = DocumentIndex.build(args.folder, args.out, model=args.model, device=_device(args.device),
+    index = DocumentIndex.build(args.folder, args.out, model=args.model, device=args.device,
                                 precision=args.precision, batch_size=args.batch_size, chunking=chunking,
                                 max_file_mb=args.max_file_mb, progress=not getattr(args, "quiet", False),
                                 warn=_warn)

@@ -113,9 +113,14 @@ def auto_precision(device: str = "cpu") -> str:
 
 def load_encoder(model: Optional[str | Path] = None, device: str = "cpu", precision: str = "auto",
                  batch_size: int = 32):
-    """A `SentenceEncoder` for passages and questions (default: the real all-MiniLM-L6-v2)."""
+    """A `SentenceEncoder` for passages and questions (default: the real all-MiniLM-L6-v2); device and
+    precision may be "auto"."""
     from bertforge.tasks.embedding import SentenceEncoder
 
+    if device == "auto":  # the flags' "auto": the GPU when there is one
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if precision == "auto":
         precision = auto_precision(device)
     if model is not None and not Path(model).is_dir():
