@@ -194,7 +194,8 @@ def generate(
     finished = torch.zeros(B, dtype=torch.bool, device=device)
     for step in range(max_new_tokens):
         feed = seq if caches is None or step == 0 else seq[:, -1:]  # cached: only the newest token
-        logits = model(feed, attention_mask=mask, caches=caches, return_logits=True).logits[:, -1]  # (B, V)
+        hidden = model.transformer(feed, attention_mask=mask, caches=caches).last_hidden_state  # (B, T|1, D)
+        logits = model.lm_head(hidden[:, -1])  # (B, V): only the last position is needed (HF's logits_to_keep=1)
         tok = next_tokens(logits, seq, mask, do_sample=do_sample, temperature=temperature, top_k=top_k,
                           top_p=top_p, repetition_penalty=repetition_penalty, generator=generator)
         tok = tok.masked_fill(finished, pad)  # (B,)
