@@ -67,7 +67,10 @@ def test_subset_end_to_end(subset, answerer):
 
 
 @pytest.mark.slow
-def test_full_folder_recall_and_end_to_end(tmp_path_factory, encoder, answerer):
+def test_full_folder_recall_and_end_to_end(tmp_path_factory, encoder):
+    from bertforge.tasks.qa.answerer import QuestionAnswerer
+
+    answerer = QuestionAnswerer(precision="bf16")  # as bench_retrieval's end-to-end section (3x faster here)
     squad, xquad = require_data("squad", "dev-v1.1.json"), require_data("xquad", "xquad.en.json")
     folder = tmp_path_factory.mktemp("squad-dev")
     files = write_squad_folder(squad, folder)
@@ -75,8 +78,10 @@ def test_full_folder_recall_and_end_to_end(tmp_path_factory, encoder, answerer):
     questions = gold_questions(xquad, files)
     assert len(files) == 2067 and len(questions) == 1190
     hybrid, bm25, vector = (recalls(index, questions, mode) for mode in ("hybrid", "bm25", "vector"))
-    # measured (bf16 embeddings): hybrid 83.1/96.0/98.7, BM25 79.7/93.5/97.6, vectors 66.9/87.5/96.8
-    assert (hybrid[1], hybrid[5], hybrid[20]) >= (0, 0, 0)
+    # measured (bf16 embeddings): hybrid 83.1/96.0/98.7, BM25 79.7/93.5/97.6, vectors 66.8/87.6/96.8
+    assert hybrid[1] >= 81 and hybrid[5] >= 95 and hybrid[20] >= 98
+    assert bm25[5] >= 92 and vector[5] >= 85
+    assert hybrid[1] >= bm25[1] + 2 and hybrid[5] >= bm25[5] + 1.5  # the mix beats BM25, the anchor
     gold, from_folder = end_to_end(answerer, index, questions, top_passages=5)
-    # measured (fp32 reader): gold 0/0, folder K=5 0/0
-    assert from_folder["f1"] >= gold["f1"] - 10  # the goal
+    # measured (EM/F1, bf16 reader): gold 43.6/58.2, folder K=5 39.5/51.4
+    assert from_folder["f1"] >= 49 and from_folder["f1"] >= gold["f1"] - 10  # the goal: within 10
