@@ -201,7 +201,7 @@ def test_stale_and_foreign_indexes_are_refused(tmp_path, encoder, minilm_dir):
 
     torch.manual_seed(0)
     other_dir = tmp_path / "other-model"
-    BertModel(BertConfig.preset("tiny")).save_pretrained(other_dir)
+    BertModel(BertConfig.preset("tiny", max_position_embeddings=512)).save_pretrained(other_dir)
     shutil.copy(minilm_dir / "vocab.txt", other_dir / "vocab.txt")
     other = load_encoder(other_dir, precision="fp32")
     with pytest.raises(BertforgeError, match="does not match this embedding model.*dimensions.*rebuild it"):
