@@ -84,6 +84,26 @@ def same_blanks(bert, gpt, tok, heldout: Path, rows: int = 256, seq: int = 128) 
             "gpt_loss": stats["gpt_nll"] / n, "gpt_accuracy": stats["gpt_correct"] / n}
 
 
+def plot_curves(bert_run: Path, gpt_run: Path, png: Path) -> None:
+    """Held-out loss of both runs against steps (same steps, same tokens per step)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def series(run: Path, key: str):
+        rs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        return [r["step"] for r in rs if key in r], [r[key] for r in rs if key in r]
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(*series(bert_run, "eval_mlm_loss"), "o-", label="BERT: masked-token loss (both sides visible)")
+    ax.plot(*series(gpt_run, "eval_loss"), "s-", label="GPT: next-token loss (left side visible)")
+    ax.set_xlabel("step (16 x 128 tokens each)"), ax.set_ylabel("held-out loss (nats)"), ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=90)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     from bertforge.cli.pretrain import load_mlm
     from bertforge.models.bert.pretraining import fill_mask
@@ -94,8 +114,11 @@ def main(argv=None) -> int:
     p.add_argument("--gpt", type=Path, required=True, help="the train-lm run folder (its model/ is used)")
     p.add_argument("--heldout", type=Path, required=True, help="held-out text (heldout.txt)")
     p.add_argument("--rows", type=int, default=256, help="held-out rows for the same-blanks comparison")
+    p.add_argument("--plot", type=Path, default=None, help="also draw both held-out curves into this PNG")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
+    if args.plot is not None:
+        plot_curves(args.bert, args.gpt, args.plot)
     bert, btok = load_mlm(args.bert / "model")
     gpt, gtok = load_lm(args.gpt / "model")
     b, g = last_eval(args.bert, "eval_mlm_loss"), last_eval(args.gpt, "eval_loss")

@@ -119,3 +119,26 @@ def test_short_mode_runs_end_to_end(tmp_path, minilm_dir, monkeypatch):
         runpy.run_path(str(RECIPE), run_name="__main__")
     torch.set_num_threads(threads)
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 3
+
+
+def test_minilm_roles_match_hf_attentions(minilm_dir):
+    """Independent reference: the [CLS] / [SEP] attention mass read off HF BertModel's own attentions."""
+    transformers = pytest.importorskip("transformers")
+    from bertforge.analysis.heads import attention_report, punctuation_ids
+    from bertforge.tokenizer.tokenizer import Tokenizer
+
+    tok = Tokenizer.from_pretrained(minilm_dir)
+    batch = tok.encode_batch(["A man is playing a guitar.", "The cat sat on the mat."], padding=True,
+                             return_tensors="pt")
+    ours = BertModel.from_pretrained(minilm_dir)
+    ours.set_attn_implementation("eager")
+    layers = attention_report(ours, [{"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}],
+                              tok.cls_token_id, tok.sep_token_id, punctuation_ids(tok))
+    hf = transformers.BertModel.from_pretrained(minilm_dir, attn_implementation="eager").eval()
+    with torch.no_grad():
+        att = hf(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_attentions=True).attentions
+    mask = batch.attention_mask.bool()
+    for l, a in enumerate(att):  # (B, H, T, T): mean over real queries of the mass on [CLS] (position 0)
+        per_row = [(a[b][:, mask[b]][:, :, 0].sum(-1), int(mask[b].sum())) for b in range(2)]
+        expected = sum(m for m, _ in per_row) / sum(n for _, n in per_row)
+        torch.testing.assert_close(torch.tensor(layers[l]["mass_[CLS]"]), expected, atol=1e-4, rtol=1e-4)
