@@ -416,3 +416,26 @@ def test_every_lm_option_has_help():
 
     missing = [m for m in options_without_help(build_parser()) if "train-lm" in m or "generate" in m]
     assert missing == []
+
+
+@pytest.mark.slow
+def test_train_lm_under_torchrun_two_processes_equals_one(corpus):
+    """DDP (gloo): 2 processes x batch 1 end where 1 process x batch 2 ends (same blocks, same steps)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tmp_path = corpus
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    args = train_args(tmp_path, "ddp", "--max-steps", "3", "--dropout", "0")
+    args[args.index("--batch-size") + 1] = "1"  # batch 1 per process, 2 in all
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(29600 + os.getpid() % 1000), "-m", "bertforge.cli.main", *args]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert cli(train_args(tmp_path, "one", "--max-steps", "3", "--dropout", "0")) == 0
+    a = GPTLMHeadModel.from_pretrained(tmp_path / "ddp" / "model")
+    b = GPTLMHeadModel.from_pretrained(tmp_path / "one" / "model")
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4, msg=name)
