@@ -33,10 +33,9 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from bertforge.fileio import atomic_path
 from bertforge.models.bert.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointMismatchError, read_state_dict
 
-__all__ = ["hf_to_ours", "ours_to_hf", "is_hf_state_dict", "load_state_into", "save_pretrained", "read_state_dict",
+__all__ = ["hf_to_ours", "ours_to_hf", "is_hf_state_dict", "load_state_into", "hf_checkpoint_state", "read_state_dict",
            "CheckpointMismatchError", "CONFIG_NAME", "WEIGHTS_NAME"]
 
 # Renames inside one block, (ours, HF); `transposed` marks Conv1D weights.
@@ -163,16 +162,9 @@ def load_state_into(model: torch.nn.Module, state: dict[str, Tensor]) -> None:
         model.tie_weights()
 
 
-def save_pretrained(model: torch.nn.Module, path: str | Path, dtype: Optional[torch.dtype] = None) -> None:
-    """Write `path/config.json` + `path/model.safetensors` in HF GPT-2's layout, atomically.
-
-    The tied `lm_head.weight` is not written (HF's own convention); `transformers.GPT2LMHeadModel.
-    from_pretrained(path)` loads the folder.
-    """
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
+def hf_checkpoint_state(model: torch.nn.Module, dtype: Optional[torch.dtype] = None) -> dict[str, Tensor]:
+    """What `save_pretrained` writes: HF GPT-2 names and layouts, CPU tensors, the tied `lm_head.weight`
+    left out (HF's own convention; `transformers.GPT2LMHeadModel.from_pretrained(path)` re-ties it)."""
     state = {k: v.detach().to("cpu") for k, v in torch.nn.Module.state_dict(model).items()}
     if model.config.tie_word_embeddings:
         state.pop("lm_head.weight", None)
@@ -181,10 +173,4 @@ def save_pretrained(model: torch.nn.Module, path: str | Path, dtype: Optional[to
         if dtype is not None and v.is_floating_point():
             v = v.to(dtype)
         tensors[k] = v.contiguous().clone()
-    config = model.config
-    config.extra["architectures"] = ["GPT2LMHeadModel" if hasattr(model, "lm_head") else "GPT2Model"]
-    if dtype is not None:
-        config.extra["torch_dtype"] = str(dtype).removeprefix("torch.")
-    with atomic_path(path / WEIGHTS_NAME) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt"})
-    config.save(path / CONFIG_NAME)
+    return tensors

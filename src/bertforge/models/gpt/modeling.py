@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bertforge.errors import BertforgeError
+from bertforge.models.base import PreTrainedModel
 from bertforge.models.gpt.config import GPTConfig
 from bertforge.nn.losses import linear_cross_entropy
 from bertforge.nn import (Encoder, KVCache, LearnedPositionEmbedding, MultiHeadAttention, TokenEmbedding,
@@ -89,9 +90,10 @@ def causal_lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
     return F.cross_entropy(shift_logits.float(), shift_labels, ignore_index=IGNORE_INDEX)
 
 
-class GPTPreTrainedModel(nn.Module):
-    """Init, checkpoints in HF GPT-2's layout, and attention switching, shared by the two classes."""
+class GPTPreTrainedModel(PreTrainedModel):
+    """Init, checkpoints in HF GPT-2's layout (the `PreTrainedModel` hooks), attention switching."""
 
+    config_class = GPTConfig
     config: GPTConfig
 
     def init_weights(self) -> None:
@@ -111,28 +113,21 @@ class GPTPreTrainedModel(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())  # a tied matrix counts once
+    # ---- checkpoints: HF GPT-2 names both ways (from_pretrained / save_pretrained come from the base) ----
+    def checkpoint_state(self, dtype: Optional[torch.dtype] = None) -> dict[str, Tensor]:
+        from bertforge.models.gpt.checkpoint import hf_checkpoint_state
 
-    @classmethod
-    def from_pretrained(cls, path: str | Path, **config_overrides: Any) -> "GPTPreTrainedModel":
-        """Load a folder with config.json + model.safetensors (bertforge's or HF GPT-2's); eval mode."""
-        from bertforge.models.gpt.checkpoint import CONFIG_NAME, load_state_into, read_state_dict
+        return hf_checkpoint_state(self, dtype)
 
-        path = Path(path)
-        if not path.is_dir():
-            raise FileNotFoundError(f"model folder {path} does not exist (expected config.json + model.safetensors)")
-        config = GPTConfig.from_json(path / CONFIG_NAME)
-        config = GPTConfig.from_dict({**config.to_dict(), **config_overrides})
-        model = cls(config)
-        load_state_into(model, read_state_dict(path))
-        return model.eval()
+    def config_dict(self) -> dict[str, Any]:
+        return {**self.config.to_dict(), "architectures": [
+            "GPT2LMHeadModel" if isinstance(self, GPTLMHeadModel) else "GPT2Model"]}
 
-    def save_pretrained(self, path: str | Path, dtype: Optional[torch.dtype] = None) -> None:
-        """Write config.json + model.safetensors with HF GPT-2 names; `GPT2LMHeadModel.from_pretrained` loads it."""
-        from bertforge.models.gpt.checkpoint import save_pretrained
+    def load_weights(self, path: str | Path) -> None:
+        """Read a folder written here or by HF (`GPT2LMHeadModel` / `GPT2Model`), with clear mismatch errors."""
+        from bertforge.models.gpt.checkpoint import load_state_into, read_state_dict
 
-        save_pretrained(self, path, dtype=dtype)
+        load_state_into(self, read_state_dict(path))
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
         """Also accepts HF GPT-2 state dicts (`hf_model.state_dict()`, a saved model.safetensors); a tied
