@@ -34,7 +34,10 @@ def check_precision(precision: str) -> None:
 
 
 def check_device(device: str) -> torch.device:
-    """A torch.device for 'cpu' / 'cuda' / 'cuda:N', with a clear error when CUDA is absent."""
+    """A torch.device for 'cpu' / 'cuda' / 'cuda:N' / 'auto' (the GPU when there is one), with a clear
+    error when CUDA is absent."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(device)
     except RuntimeError as e:
@@ -81,5 +84,16 @@ def quantize_int8(model: nn.Module, keep_fp32: tuple[str, ...] = ("w_2",)) -> nn
 def precision_context(device: str, precision: str) -> ContextManager:
     """bf16 autocast for 'bf16', nothing otherwise (fp32 runs as is; int8 lives in the quantized modules)."""
     if precision == "bf16":
-        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+        return torch.autocast(check_device(str(device)).type, dtype=torch.bfloat16)
     return nullcontext()
+
+
+def progress_bar(total: int, desc: str, enabled: bool = True, unit: str = "it"):
+    """A tqdm bar on stderr for a long inference loop: only when `enabled` and stderr is a terminal,
+    shown after half a second (short jobs never draw one) and erased when done."""
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled or not sys.stderr.isatty(),
+                delay=0.5, leave=False, dynamic_ncols=True, file=sys.stderr)

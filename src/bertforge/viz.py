@@ -23,11 +23,27 @@ from bertforge.fileio import atomic_path, atomic_write_text
 from bertforge.nn import combine_masks, look_ahead_mask, padding_mask, sinusoidal_positional_encoding
 
 
+IMAGE_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")  # what save_figure writes, by the file's extension
+MEMORY_BUDGET = 2 << 30  # bytes a picture may take while it is drawn; larger requests are refused up front
+
+
+def check_memory(need: float, what: str, advice: str) -> None:
+    """Refuse work that would take more than MEMORY_BUDGET bytes, with the estimate (not an OOM kill)."""
+    if need > MEMORY_BUDGET:
+        raise ValueError(f"{what} would need about {need / 1e9:.1f} GB of memory (the limit is "
+                         f"{MEMORY_BUDGET / 1e9:.1f} GB): {advice}")
+
+
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
-    """Write the figure as PNG, atomically."""
+    """Write the figure atomically in the format its extension names (.png, .svg, .pdf, .jpg; none: PNG)."""
     path = Path(path)
+    fmt = path.suffix.lower().lstrip(".") or "png"
+    if f".{fmt}" not in IMAGE_SUFFIXES:
+        raise ValueError(f"cannot write a {path.suffix} picture: use one of {', '.join(IMAGE_SUFFIXES)}")
+    width, height = fig.get_size_inches() * dpi
+    check_memory(width * height * 4, f"a picture of {width:.0f} x {height:.0f} pixels", "draw less at once")
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+        fig.savefig(tmp, format="jpeg" if fmt == "jpg" else fmt, dpi=dpi, bbox_inches="tight")
     return path
 
 
@@ -49,12 +65,16 @@ def model_attentions(model, tokenizer, text: str, max_length: int = 128) -> tupl
     """
     if not isinstance(text, str) or not text.strip():
         raise ValueError("give a non-empty text to look at")
+    limit = model.config.max_position_embeddings
+    if max_length > limit:
+        raise ValueError(f"max_length {max_length} is more than the {limit} positions of the model: use "
+                         f"--max-seq-length {limit} or less")
     enc = tokenizer.encode(text, max_length=max_length, truncation=True)
     model.set_attn_implementation("eager")
     model.eval()
-    ids = torch.tensor([enc.input_ids])
+    ids = torch.tensor([enc.input_ids], device=next(model.parameters()).device)
     out = model(ids, attention_mask=torch.ones_like(ids), output_attentions=True)
-    return list(enc.tokens), torch.stack([a[0] for a in out.attentions])  # (L, H, T, T)
+    return list(enc.tokens), torch.stack([a[0] for a in out.attentions]).cpu()  # (L, H, T, T)
 
 
 def attention_figure(attn, tokens: Sequence[str], heads: Optional[Sequence[int]] = None,
@@ -194,6 +214,9 @@ def positional_encoding_figure(max_len: int = 64, d_model: int = 128,
     for d in dims:
         if not 0 <= d < d_model:
             raise ValueError(f"dimension {d} out of range for d_model={d_model}")
+    # the encoding in float64 and float32, its angles, and matplotlib's normalised copies: ~40 bytes a cell
+    check_memory(40.0 * max_len * d_model, f"a positional encoding of {max_len} positions x {d_model} dimensions",
+                 "choose fewer positions or dimensions (e.g. 512 x 512)")
     pe = sinusoidal_positional_encoding(max_len, d_model).numpy()  # (max_len, d_model)
     fig = Figure(figsize=(12, 4.2), layout="constrained")
     ax_map, ax_curves = fig.subplots(1, 2, width_ratios=[1.3, 1])
@@ -259,6 +282,8 @@ def masks_figure(attention_mask, row: int = 0) -> Figure:
     if not 0 <= row < am.size(0):
         raise ValueError(f"row {row} out of range for a batch of {am.size(0)}")
     K = am.size(1)
+    # four (K, K) panels as bool, float32 and matplotlib's normalised copies: ~100 bytes a cell
+    check_memory(100.0 * K * K, f"masks of length {K}", "choose shorter lengths (e.g. at most 1000)")
     pad = padding_mask(am)[row, 0].expand(K, K)  # (Q, K)
     ahead = look_ahead_mask(K)  # (Q, K)
     panels = [(am.bool(), "padding mask of the batch", "position", "example"),

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
+from bertforge.fileio import open_text
+
 
 @dataclass
 class ChoiceExample:
@@ -34,7 +36,7 @@ def _jsonl(path: str | Path) -> Iterable[tuple[int, dict[str, Any]]]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no data file at {path}")
-    with open(path, encoding="utf-8-sig") as f:
+    with open_text(path) as f:
         for n, line in enumerate(f, 1):
             if line.strip():
                 try:
@@ -80,7 +82,7 @@ def read_swag(path: str | Path) -> list[ChoiceExample]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no data file at {path}")
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    with open_text(path, newline="") as f:
         reader = csv.DictReader(f)
         need = {"sent1", "sent2", "ending0", "ending1", "ending2", "ending3"}
         if not reader.fieldnames or not need <= set(reader.fieldnames):
@@ -94,6 +96,16 @@ def read_swag(path: str | Path) -> list[ChoiceExample]:
                                           int(label) if label not in (None, "") else None,
                                           row.get("fold-ind") or str(reader.line_num)))
     return examples
+
+
+CHOICE_READERS = {"commonsenseqa": read_commonsenseqa, "copa": read_copa, "swag": read_swag}
+
+
+def read_choice(fmt: str, path: str | Path) -> list[ChoiceExample]:
+    """The examples of a multiple-choice file in one of the `CHOICE_READERS` formats."""
+    if fmt not in CHOICE_READERS:
+        raise ValueError(f"unknown multiple-choice format {fmt!r}; choose one of {sorted(CHOICE_READERS)}")
+    return CHOICE_READERS[fmt](path)
 
 
 def encode_choices(tokenizer, examples: Sequence[ChoiceExample], max_length: int) -> list[dict[str, Any]]:

@@ -19,7 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
+from bertforge.fileio import open_text
+
 Label = Union[str, float, list[str], None]
+
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")  # HF's names
 
 
 @dataclass
@@ -43,7 +47,7 @@ def _check_file(path: str | Path) -> Path:
 
 def _csv_rows(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    with open_text(path, newline="") as f:
         reader = csv.DictReader(f, delimiter=delimiter)
         if not reader.fieldnames:
             raise ValueError(f"{path} is empty: expected a header row naming the columns")
@@ -55,7 +59,7 @@ def _csv_rows(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
 
 
 def _jsonl_rows(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    with open(path, encoding="utf-8-sig") as f:
+    with open_text(path) as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue

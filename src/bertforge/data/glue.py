@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from bertforge.fileio import open_text
 from bertforge.data.classify import TextExample
 
 
@@ -71,7 +72,7 @@ def read_glue(task: str | GlueTask, split: str, data_dir: str | Path) -> list[Te
     """Every row of `<data_dir>/<Task>/<split>.tsv` as a `TextExample` (label None when the split has none)."""
     t = glue_task(task) if isinstance(task, str) else task
     path = glue_path(t, split, data_dir)
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    with open_text(path, newline="") as f:
         rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     if not rows:
         raise ValueError(f"{path} is empty")

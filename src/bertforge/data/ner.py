@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from bertforge.fileio import open_text
+
 IGNORE_INDEX = -100  # the cross-entropy's ignore_index
 
 
@@ -38,7 +40,7 @@ def read_conll(path: str | Path) -> list[TaggedSentence]:
             sentences.append(TaggedSentence(list(words), list(tags), f"{path.stem}-{len(sentences)}"))
             words.clear(), tags.clear()
 
-    with open(path, encoding="utf-8-sig") as f:
+    with open_text(path) as f:
         for n, line in enumerate(f, 1):
             line = line.rstrip("\r\n")
             if not line.strip():

@@ -35,7 +35,7 @@ from typing import Iterable, Iterator, Optional, Sequence
 import numpy as np
 import torch
 
-from bertforge.fileio import atomic_path, atomic_write_json
+from bertforge.fileio import atomic_path, atomic_write_json, open_text
 
 logger = logging.getLogger("bertforge")
 
@@ -58,20 +58,21 @@ def split_sentences(line: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
-def corpus_files(paths: str | Path | Sequence[str | Path]) -> list[Path]:
-    """The text files named by `paths` (files, or folders searched for *.txt), sorted; clear errors."""
+def corpus_files(paths: str | Path | Sequence[str | Path], exclude: Sequence[str] = ()) -> list[Path]:
+    """The text files named by `paths` (files, or folders searched recursively for *.txt, sorted, minus
+    the file names in `exclude`); clear errors. The one reading of every command's `--corpus`."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*.txt") if f.is_file())
+            found = sorted(f for f in p.rglob("*.txt") if f.is_file() and f.name not in exclude)
             if not found:
                 raise FileNotFoundError(f"no .txt files in the corpus folder {p}")
             files += found
         elif p.is_file():
             files.append(p)
         else:
-            raise FileNotFoundError(f"corpus path {p} does not exist")
+            raise FileNotFoundError(f"corpus path not found: {p} does not exist")
     return files
 
 
@@ -79,7 +80,7 @@ def read_documents(paths: str | Path | Sequence[str | Path]) -> Iterator[list[st
     """Yield documents (lists of sentences), streaming: blank lines separate documents, and so do files."""
     for path in corpus_files(paths):
         doc: list[str] = []
-        with open(path, encoding="utf-8", errors="replace") as f:
+        with open_text(path) as f:
             for line in f:
                 line = line.strip()
                 if not line:

@@ -27,6 +27,8 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from bertforge.fileio import open_text
+
 __all__ = ["SquadExample", "SquadFeature", "read_squad", "examples_to_features", "answer_token_span",
            "locate_answer", "improve_answer_span", "max_context_flags", "window_starts", "collate", "length_bucketed_batches",
            "paragraph_negatives", "QAWindows"]
@@ -77,7 +79,7 @@ def read_squad(source: Any) -> list[SquadExample]:
         if not os.path.isfile(source):
             raise FileNotFoundError(f"SQuAD file not found: {source}")
         try:
-            with open(source, encoding="utf-8") as f:
+            with open_text(source) as f:
                 source = json.load(f)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"{name}: not a JSON file ({e})") from None

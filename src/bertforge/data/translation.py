@@ -26,6 +26,7 @@ from typing import Any, Iterator, Optional, Sequence
 import torch
 from torch import Tensor
 
+from bertforge.fileio import open_text
 from bertforge.data.loader import ResumableLoader
 
 IGNORE_INDEX = -100  # label value at padded positions (skipped by the loss)
@@ -45,7 +46,7 @@ def read_lines(path: str | os.PathLike) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
-    with open(path, encoding="utf-8") as f:
+    with open_text(path) as f:
         return [line.rstrip("\r\n") for line in f]
 
 

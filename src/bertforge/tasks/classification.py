@@ -34,7 +34,7 @@ import torch
 from bertforge.models.bert.checkpoint import load_state_into, read_state_dict
 from bertforge.models.bert.config import BertConfig
 from bertforge.data.batching import BucketedLoader, feature_length, pad_collate
-from bertforge.data.choice import ChoiceExample, encode_choices, read_commonsenseqa, read_copa, read_swag
+from bertforge.data.choice import CHOICE_READERS, ChoiceExample, encode_choices, read_choice  # noqa: F401
 from bertforge.data.classify import (TextExample, encode_label, encode_text_examples, label_kind, label_list,
                             read_classification_file)
 from bertforge.data.glue import glue_task, read_glue
@@ -104,15 +104,6 @@ def glue_task_data(task: str, data_dir: str | Path) -> TaskData:
 def ner_task_data(train: str | Path, dev: str | Path, name: str = "ner") -> TaskData:
     tr, dv = read_conll(train), read_conll(dev)
     return TaskData(name, "token", tr, dv, tag_list(tr + dv), metric="f1", defaults=DEFAULTS["ner"])
-
-
-CHOICE_READERS = {"commonsenseqa": read_commonsenseqa, "copa": read_copa, "swag": read_swag}
-
-
-def read_choice(fmt: str, path: str | Path) -> list[ChoiceExample]:
-    if fmt not in CHOICE_READERS:
-        raise ValueError(f"unknown multiple-choice format {fmt!r}; choose one of {sorted(CHOICE_READERS)}")
-    return CHOICE_READERS[fmt](path)
 
 
 def choice_task_data(fmt: str, train: str | Path, dev: str | Path) -> TaskData:
@@ -213,27 +204,32 @@ ARCHITECTURE_KIND = {k.head.__name__: name for name, k in KINDS.items()}
 
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, features: list[dict[str, Any]], batch_size: int = 64,
-                   pad_token_id: int = 0, precision: str = "fp32") -> list[np.ndarray]:
+                   pad_token_id: int = 0, precision: str = "fp32", progress: bool = False) -> list[np.ndarray]:
     """Logits per example, in input order: (L,), (C,) or (T_i, L) for tokens (padding cut off).
-    Batches are formed in length order, so each is padded as little as possible."""
+    Batches are formed in length order, so each is padded as little as possible. `progress`: a bar on a
+    terminal (bertforge.inference.progress_bar)."""
+    from bertforge.inference import progress_bar
+
     model.eval()
     device = next(model.parameters()).device
     order = sorted(range(len(features)), key=lambda i: feature_length(features[i]))
     out: list[Optional[np.ndarray]] = [None] * len(features)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
-        batch = pad_collate([{k: v for k, v in features[i].items() if k != "labels"} for i in idx], pad_token_id)
-        with autocast:
-            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu().numpy()
-        for row, i in zip(logits, idx):  # token logits (T, L): cut the batch's padding
-            out[i] = row[:feature_length(features[i])] if row.ndim == 2 else row
+    with progress_bar(len(features), "predicting", progress, unit="example") as bar:
+        for s in range(0, len(order), batch_size):
+            idx = order[s:s + batch_size]
+            batch = pad_collate([{k: v for k, v in features[i].items() if k != "labels"} for i in idx], pad_token_id)
+            with autocast:
+                logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu().numpy()
+            for row, i in zip(logits, idx):  # token logits (T, L): cut the batch's padding
+                out[i] = row[:feature_length(features[i])] if row.ndim == 2 else row
+            bar.update(len(idx))
     return out  # type: ignore[return-value]
 
 
 def evaluate_features(model, kind: str, features, aux, examples, config: BertConfig, batch_size: int = 64,
-                      pad_token_id: int = 0, precision: str = "fp32") -> dict[str, float]:
-    logits = predict_logits(model, features, batch_size, pad_token_id, precision)
+                      pad_token_id: int = 0, precision: str = "fp32", progress: bool = False) -> dict[str, float]:
+    logits = predict_logits(model, features, batch_size, pad_token_id, precision, progress)
     pred = KINDS[kind].decode(logits, aux, config, examples)
     return KINDS[kind].score(pred, examples, config)
 
@@ -286,6 +282,14 @@ class FinetuneResult:
         return self.train_tokens / max(self.train_cpu_seconds, 1e-9)
 
 
+def check_max_length(max_length: int, config: BertConfig, where: str | Path) -> None:
+    """Refuse sequences longer than the model's position embeddings, with the model's limit."""
+    if max_length > config.max_position_embeddings:
+        raise ValueError(f"a max length of {max_length} tokens is more than the {config.max_position_embeddings} "
+                         f"positions of the model in {where}: use --max-seq-length {config.max_position_embeddings} "
+                         f"or less")
+
+
 def _task_config(model_path: Path, data: TaskData) -> BertConfig:
     config = BertConfig.from_json(model_path / "config.json")
     if data.kind != "choice":
@@ -325,6 +329,8 @@ def finetune(data: TaskData, model_path: str | Path, out_dir: str | Path,
         raise ValueError(f"task {data.name!r} has no training examples")
     s = (settings or FinetuneSettings()).resolve(data.defaults)
     model_path, out_dir = Path(model_path), Path(out_dir)
+    if model is None and (model_path / "config.json").is_file():
+        check_max_length(s.max_length, BertConfig.from_json(model_path / "config.json"), model_path)
     if not s.train.resume:  # refuse to mix with a run already there before any work
         claim_run_dir(out_dir, s.train.overwrite)
     tok = Tokenizer.from_pretrained(model_path)
@@ -368,7 +374,9 @@ def task_info(model_dir: str | Path) -> dict[str, Any]:
     if not model_dir.is_dir():
         raise FileNotFoundError(f"model directory {model_dir} does not exist")
     config = BertConfig.from_json(model_dir / "config.json")
-    info = json.loads((model_dir / TASK_FILE).read_text()) if (model_dir / TASK_FILE).exists() else {}
+    info = json.loads((model_dir / TASK_FILE).read_text(encoding="utf-8")) if (model_dir / TASK_FILE).exists() else {}
+    if not isinstance(info, dict) or not isinstance(info.get("max_length", 1), int):
+        raise ValueError(f"{model_dir / TASK_FILE} is not a fine-tuning record (a JSON object with kind, max_length)")
     arch = (config.extra.get("architectures") or [""])[0]
     kind = info.get("kind") or ARCHITECTURE_KIND.get(arch)
     if kind not in KINDS:
@@ -376,27 +384,37 @@ def task_info(model_dir: str | Path) -> dict[str, Any]:
                          f"expected one of {sorted(ARCHITECTURE_KIND)})")
     info["kind"] = kind
     info.setdefault("max_length", min(512, config.max_position_embeddings))
+    info["max_length"] = min(info["max_length"], config.max_position_embeddings)
     return info
 
 
-def load_finetuned(model_dir: str | Path) -> tuple[BertWithClassifier, Tokenizer, dict[str, Any]]:
-    """A fine-tuned folder (ours, or HF's with a vocab.txt) -> (model, tokenizer, task info)."""
+def load_finetuned(model_dir: str | Path, device: str = "cpu", precision: str = "fp32"
+                   ) -> tuple[BertWithClassifier, Tokenizer, dict[str, Any]]:
+    """A fine-tuned folder (ours, or HF's with a vocab.txt) -> (model on `device` in `precision`, tokenizer,
+    task info); a vocab.txt that does not fit the model is refused."""
+    from bertforge.inference import prepare_model
+    from bertforge.tokenizer.tokenizer import check_fits
+
     info = task_info(model_dir)
-    return KINDS[info["kind"]].head.from_pretrained(model_dir), Tokenizer.from_pretrained(model_dir), info
+    model, tok = KINDS[info["kind"]].head.from_pretrained(model_dir), Tokenizer.from_pretrained(model_dir)
+    check_fits(tok, model.config, model_dir, exact=False)
+    return prepare_model(model, device, precision), tok, info
 
 
-def evaluate(model_dir: str | Path, examples: list, batch_size: int = 64) -> dict[str, float]:
+def evaluate(model_dir: str | Path, examples: list, batch_size: int = 64, device: str = "cpu",
+             precision: str = "fp32", progress: bool = False) -> dict[str, float]:
     """Score a fine-tuned model on labelled examples of its kind."""
-    model, tok, info = load_finetuned(model_dir)
+    model, tok, info = load_finetuned(model_dir, device, precision)
     kind = KINDS[info["kind"]]
     features, aux = kind.featurize(tok, examples, info["max_length"], model.config)
     return evaluate_features(model, info["kind"], features, aux, examples, model.config, batch_size,
-                             tok.pad_token_id)
+                             tok.pad_token_id, precision, progress)
 
 
-def predict(model_dir: str | Path, examples: list, batch_size: int = 64) -> list:
+def predict(model_dir: str | Path, examples: list, batch_size: int = 64, device: str = "cpu",
+            precision: str = "fp32", progress: bool = False) -> list:
     """Predictions for new inputs: label names / scores / label lists, tag lists, or choice indices."""
-    model, tok, info = load_finetuned(model_dir)
+    model, tok, info = load_finetuned(model_dir, device, precision)
     features, aux = KINDS[info["kind"]].featurize(tok, examples, info["max_length"], model.config)
-    logits = predict_logits(model, features, batch_size, tok.pad_token_id)
+    logits = predict_logits(model, features, batch_size, tok.pad_token_id, precision, progress)
     return KINDS[info["kind"]].decode(logits, aux, model.config, examples)

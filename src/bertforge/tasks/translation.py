@@ -69,9 +69,10 @@ class Translator:
         order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
         out: list[list[int]] = [[] for _ in sources]
         max_src = self.model.config.max_position - 1
+        device = next(self.model.parameters()).device
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            batch = self.collate.source([sources[i][:max_src - 1] for i in idx])
+            batch = {k: v.to(device) for k, v in self.collate.source([sources[i][:max_src - 1] for i in idx]).items()}
             if beam_size == 1:
                 hyps = greedy_decode(self.model, **batch, use_cache=use_cache)
             else:

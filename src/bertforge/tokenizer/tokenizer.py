@@ -26,7 +26,7 @@ from bertforge.tokenizer.wordpiece import (_CHUNK_RE, _IDS, _MAX_CACHED_CHUNK, _
                                        check_text)
 from bertforge.fileio import atomic_write_json, atomic_write_text
 
-__all__ = ["SPECIAL_TOKENS", "BasicTokenizer", "WordPiece", "Tokenizer", "Encoding", "BatchEncoding",
+__all__ = ["SPECIAL_TOKENS", "BasicTokenizer", "WordPiece", "Tokenizer", "Encoding", "BatchEncoding", "check_fits",
            "train_vocab", "check_text"]
 
 TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second")
@@ -505,3 +505,16 @@ def train_vocab(*args: Any, **kwargs: Any) -> Path:
     """See bertforge.vocab_training.train_vocab (re-exported here)."""
     from bertforge.tokenizer.training import train_vocab as _train
     return _train(*args, **kwargs)
+
+
+def check_fits(tokenizer: "Tokenizer", config: Any, where: Union[str, os.PathLike], exact: bool = True) -> None:
+    """Refuse a vocab.txt that does not belong to a model's config.json: more ids than the embedding has
+    rows (any size other than vocab_size when `exact`), or [PAD] not at the config's pad_token_id."""
+    size = config.vocab_size
+    if tokenizer.vocab_size > size or (exact and tokenizer.vocab_size != size):
+        raise ValueError(f"{where}: vocab.txt has {tokenizer.vocab_size} tokens but config.json says vocab_size "
+                         f"{size}: this vocabulary does not belong to this model")
+    pad = getattr(config, "pad_token_id", None)
+    if pad is not None and pad != tokenizer.pad_token_id:
+        raise ValueError(f"{where}: [PAD] is token {tokenizer.pad_token_id} of vocab.txt but config.json says "
+                         f"pad_token_id {pad}: this vocabulary does not belong to this model")

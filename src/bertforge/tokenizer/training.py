@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence, Union
 
-from bertforge.fileio import atomic_write_text
+from bertforge.fileio import atomic_write_text, open_text
 from bertforge.tokenizer.tokenizer import SPECIAL_TOKENS, BasicTokenizer, Tokenizer, check_text
 
 PathLike = Union[str, os.PathLike]
@@ -33,7 +33,7 @@ def _texts(files_or_iterator: Union[PathLike, Sequence[PathLike], Iterable[str]]
                 raise FileNotFoundError(f"training file not found: {p} (a list is read as file paths; "
                                         f"to train on in-memory texts pass an iterator, e.g. iter(texts))")
         for p in paths:
-            with open(p, encoding="utf-8") as f:
+            with open_text(p) as f:
                 yield from f
         return
     if isinstance(files_or_iterator, (bytes, bytearray)) or not hasattr(files_or_iterator, "__iter__"):

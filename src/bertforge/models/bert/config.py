@@ -56,6 +56,8 @@ class BertConfig:
                      "intermediate_size", "max_position_embeddings", "type_vocab_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(f"pad_token_id must be a token id in [0, {self.vocab_size}), got {self.pad_token_id}")
 
     @property
     def head_dim(self) -> int:
@@ -72,8 +74,11 @@ class BertConfig:
     # ---- config.json ---------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "BertConfig":
+        if not isinstance(d, dict):
+            raise ValueError(f"a config must be a JSON object, got {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         known = {k: v for k, v in d.items() if k in names}
+        _check_types(cls, known)
         extra = {**d.get("extra", {}), **{k: v for k, v in d.items() if k not in names and k != "extra"}}
         if "_attn_implementation" in extra and "attn_implementation" not in known:
             extra.pop("_attn_implementation")
@@ -92,14 +97,34 @@ class BertConfig:
             d = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise FileNotFoundError(f"no config.json at {path}") from None
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"{path} is not valid JSON: {e}") from None
+        if not isinstance(d, dict):
+            raise ValueError(f"{path} must hold a JSON object, not {type(d).__name__}")
         if d.get("model_type", "bert") != "bert":
             raise ValueError(f"{path}: model_type is {d.get('model_type')!r}, expected 'bert'")
-        return cls.from_dict(d)
+        try:
+            return cls.from_dict(d)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
 
     def save(self, path: str | Path) -> None:
         atomic_write_json(path, self.to_dict())
+
+
+_JSON_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+_TYPE_NAMES = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}
+
+
+def _check_types(cls: type, values: dict[str, Any]) -> None:
+    """config.json values must have their field's type (an int where an int goes: no "12", no 12.5, no true)."""
+    for f in dataclasses.fields(cls):
+        kinds = _JSON_TYPES.get(str(f.type))
+        if kinds is None or f.name not in values:
+            continue
+        v = values[f.name]
+        if not isinstance(v, kinds) or (isinstance(v, bool) and bool not in kinds):
+            raise ValueError(f"{f.name} must be {_TYPE_NAMES[str(f.type)]}, got {v!r}")
 
 
 BERT_PRESETS: dict[str, dict[str, Any]] = {

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bertforge.data.classify import PROBLEM_TYPES  # the names live torch-free, for the command line
 from bertforge.models.bert.modeling import BertModel, BertOutput, BertPreTrainedModel
 from bertforge.models.bert.config import BertConfig
 
@@ -92,8 +93,6 @@ class BertForQuestionAnswering(BertWithHead):
 # ---------------------------------------------------------------------------------------------
 # Label settings live in `config.extra` under HF's config.json keys (`id2label`, `label2id`,
 # `problem_type`, `classifier_dropout`), so a fine-tuned checkpoint loads in transformers with its labels.
-
-PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
 
 def num_labels(config: BertConfig) -> int:

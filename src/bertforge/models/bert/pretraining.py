@@ -173,6 +173,9 @@ def fill_mask(model: BertForPreTraining, tokenizer, text: str, top_k: int = 5) -
     positions = (ids[0] == tokenizer.mask_token_id).nonzero().flatten()
     if len(positions) == 0:
         raise ValueError(f"no [MASK] token in {text!r}: write [MASK] where a word should be predicted")
+    limit = model.config.max_position_embeddings
+    if ids.size(1) > limit:
+        raise ValueError(f"the text is {ids.size(1)} tokens long but the model reads at most {limit}: shorten it")
     model.eval()
     device = next(model.parameters()).device
     labels = torch.full_like(ids, IGNORE_INDEX)
@@ -181,6 +184,6 @@ def fill_mask(model: BertForPreTraining, tokenizer, text: str, top_k: int = 5) -
                 labels=labels.to(device))
     logits = out.logits[0] if isinstance(out.logits, tuple) else out.logits  # (n_masks, V)
     probs = logits.float().softmax(-1)
-    top = probs.topk(top_k, dim=-1)
+    top = probs.topk(min(top_k, probs.size(-1)), dim=-1)  # asking for more than the vocabulary: all of it
     return [[(tokenizer.convert_ids_to_tokens(int(i)), float(p)) for p, i in zip(ps, idx)]
             for ps, idx in zip(top.values, top.indices)]

@@ -91,7 +91,12 @@ class Seq2SeqConfig:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"no config.json at {path}")
-        d = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path} is not valid JSON: {e}") from None
+        if not isinstance(d, dict):
+            raise ValueError(f"{path} must hold a JSON object, not {type(d).__name__}")
         if d.get("model_type") != MODEL_TYPE:
             raise ValueError(f"{path}: model_type is {d.get('model_type')!r}, expected {MODEL_TYPE!r}")
         return cls.from_dict(d)

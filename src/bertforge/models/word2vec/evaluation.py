@@ -22,6 +22,7 @@ from typing import Optional
 
 import numpy as np
 
+from bertforge.fileio import read_text
 from bertforge.models.word2vec.keyed_vectors import KeyedVectors
 
 GENSIM_FILES = {"wordsim": "wordsim353.tsv", "simlex": "simlex999.txt", "analogies": "questions-words.txt"}
@@ -98,7 +99,7 @@ def evaluate_word_pairs(kv: KeyedVectors, path: str | Path, restrict_vocab: Opti
     index = _lookup(kv, restrict_vocab, case_insensitive)
     unit = kv.unit_vectors
     gold, model, oov = [], [], 0
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in read_text(path).splitlines():
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.split(delimiter)
@@ -140,7 +141,7 @@ def evaluate_analogies(kv: KeyedVectors, path: str | Path, restrict_vocab: int =
     section_of: list[str] = []
     section, oov = "", 0
     sections: dict[str, tuple[int, int]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in read_text(path).splitlines():
         if line.startswith(":"):
             section = line[1:].strip()
             sections.setdefault(section, (0, 0))

@@ -58,6 +58,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from bertforge.fileio import open_text
 from bertforge.models.word2vec.keyed_vectors import KeyedVectors
 
 # Words: runs of letters/digits, with inner apostrophes ("don't", "o'clock"); punctuation is dropped.
@@ -80,7 +81,7 @@ def read_sentences(paths: str | Path | Sequence[str | Path], lowercase: bool = T
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"corpus file not found: {path}")
-        with open(path, encoding="utf-8", errors="replace") as f:
+        with open_text(path) as f:
             for line in f:
                 words = (line.lower() if lowercase else line).split() if whitespace else tokenize(line, lowercase)
                 if words:

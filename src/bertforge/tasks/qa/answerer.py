@@ -20,9 +20,10 @@ import torch
 
 from bertforge.data.squad import QAWindows, SquadExample, collate, length_bucketed_batches
 from bertforge.models.bert.heads import BertForQuestionAnswering
-from bertforge.inference import PRECISIONS, check_device, check_precision, precision_context, prepare_model
+from bertforge.inference import (PRECISIONS, check_device, check_precision, precision_context, prepare_model,
+                                 progress_bar)
 from bertforge.tasks.qa.decode import QAPredictions, decode_spans
-from bertforge.tokenizer.tokenizer import Tokenizer
+from bertforge.tokenizer.tokenizer import Tokenizer, check_fits
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "assets" / "qa-minilm"
 NULL_THRESHOLD_KEY = "null_threshold"  # config.json: the calibrated SQuAD 2.0 null-odds threshold (D6)
@@ -69,9 +70,7 @@ def load_qa_model(model_dir: str | Path, device: str = "cpu", precision: str = "
                          "missing): fine-tune it first with `bertforge finetune squad --model "
                          f"{model_dir} ...`")
     tokenizer = Tokenizer.from_pretrained(model_dir)
-    if tokenizer.vocab_size != model.config.vocab_size:
-        raise ValueError(f"{model_dir}: tokenizer has {tokenizer.vocab_size} tokens but the model "
-                         f"expects {model.config.vocab_size}")
+    check_fits(tokenizer, model.config, model_dir)
     return prepare_model(model, device, precision, compile), tokenizer
 
 
@@ -82,17 +81,26 @@ class QuestionAnswerer:
                  batch_size: int = 32, windows: QAWindows = QAWindows(), max_answer_length: int = 30,
                  n_best_size: int = 20,
                  model: Optional[BertForQuestionAnswering] = None, tokenizer: Optional[Tokenizer] = None,
-                 compile: bool = False, null_threshold: Optional[float] = None, always_answer: bool = False):
+                 compile: bool = False, null_threshold: Optional[float] = None, always_answer: bool = False,
+                 progress: bool = False):
         """Load `model_dir`, or use an in-memory `model` and `tokenizer` (evaluation during training).
 
         `precision` and `compile` are described in `bertforge.inference`. `null_threshold`: say "no
         answer" when null score - best span score exceeds it (D6); None takes the model's calibrated
         threshold (config.json `null_threshold`), if any; a model without one always answers.
-        `always_answer` keeps the best span even when the null answer wins."""
+        `always_answer` keeps the best span even when the null answer wins. `progress`: a bar on a
+        terminal over the windows of a long job (bertforge.inference.progress_bar)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if model is None or tokenizer is None:
             model, tokenizer = load_qa_model(model_dir, device, precision, compile)
+        positions = model.config.max_position_embeddings
+        if windows.max_seq_length > positions:
+            raise ValueError(f"windows of {windows.max_seq_length} tokens are longer than the {positions} positions "
+                             f"of the model: use --max-seq-length {positions} or less")
         self.model, self.tokenizer = model, tokenizer
-        self.device, self.precision, self.batch_size = device, precision, batch_size
+        self.device, self.precision, self.batch_size = str(check_device(device)), precision, batch_size
+        self.progress = progress
         self.windows, self.max_answer_length, self.n_best_size = windows, max_answer_length, n_best_size
         if null_threshold is None:
             null_threshold = model.config.extra.get(NULL_THRESHOLD_KEY)
@@ -116,17 +124,19 @@ class QuestionAnswerer:
         """Start and end logits of every feature (trimmed to its length), in the features' order."""
         starts: list[Optional[torch.Tensor]] = [None] * len(features)
         ends: list[Optional[torch.Tensor]] = [None] * len(features)
-        for idx in length_bucketed_batches(features, self.batch_size):
-            batch = collate([features[k] for k in idx])
-            with precision_context(self.device, self.precision):
-                out = self.model(**{k: batch[k].to(self.device) for k in
-                                    ("input_ids", "attention_mask", "token_type_ids")})
-            # bertforge heads return logits=(start, end); HF's QA models start_logits / end_logits
-            s, e = out.logits if hasattr(out, "logits") else (out.start_logits, out.end_logits)
-            s, e = s.float().cpu(), e.float().cpu()
-            for row, k in enumerate(idx):
-                n = len(features[k].input_ids)
-                starts[k], ends[k] = s[row, :n], e[row, :n]
+        with progress_bar(len(features), "reading", self.progress, unit="window") as bar:
+            for idx in length_bucketed_batches(features, self.batch_size):
+                batch = collate([features[k] for k in idx])
+                with precision_context(self.device, self.precision):
+                    out = self.model(**{k: batch[k].to(self.device) for k in
+                                        ("input_ids", "attention_mask", "token_type_ids")})
+                # bertforge heads return logits=(start, end); HF's QA models start_logits / end_logits
+                s, e = out.logits if hasattr(out, "logits") else (out.start_logits, out.end_logits)
+                s, e = s.float().cpu(), e.float().cpu()
+                for row, k in enumerate(idx):
+                    n = len(features[k].input_ids)
+                    starts[k], ends[k] = s[row, :n], e[row, :n]
+                bar.update(len(idx))
         return starts, ends  # type: ignore[return-value]
 
     def ask_many(self, questions: Sequence[str], contexts: Sequence[str] | str, top_k: int = 1
