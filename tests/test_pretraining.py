@@ -308,3 +308,43 @@ def test_cli_pretrain_with_a_trained_vocabulary(tmp_path):
     vocab = (tmp_path / "run" / "model" / "vocab.txt").read_text().split()
     assert len(vocab) <= 120 and {"[CLS]", "[MASK]", "w1"} <= set(vocab)
     assert json.loads((tmp_path / "run" / "model" / "config.json").read_text())["vocab_size"] == len(vocab)
+
+
+# ---------------------------------------------------------------------------------------------
+# The library function (tasks.pretraining.pretrain)
+# ---------------------------------------------------------------------------------------------
+
+
+def short_run(tmp_path: Path, out: str, seed: int):
+    from bertforge.tasks.pretraining import PretrainConfig, pretrain, pretrain_train_defaults
+
+    train = pretrain_train_defaults(out_dir=str(tmp_path / out), max_steps=4, seed=seed, eval_every=0,
+                                    save_every=0, log_every=1, progress=False, device="cpu")
+    config = PretrainConfig(train=train, corpus=[tmp_path / "c.txt"], vocab=tmp_path / "vocab.txt", preset="tiny",
+                            max_seq_length=32, batch_size=4, eval_batches=1)
+    return pretrain(config, log=lambda _: None)
+
+
+def test_pretrain_from_python_is_reproducible(tmp_path):
+    """issue 15: the model is built after seeding, so the same seed gives the same losses (and a
+    different seed other ones); the result names the saved model."""
+    write_corpus(tmp_path / "c.txt")
+    write_vocab(tmp_path / "vocab.txt")
+    a, b, c = short_run(tmp_path, "a", 3), short_run(tmp_path, "b", 3), short_run(tmp_path, "c", 4)
+    assert len(a.losses) == 4 and a.losses == b.losses
+    assert a.losses != c.losses
+    assert (a.model_dir / "model.safetensors").exists() and (a.model_dir / "vocab.txt").exists()
+    assert a.last_eval is not None and "eval_mlm_loss" in a.last_eval
+
+
+def test_cli_pretrain_refuses_a_run_before_any_work(tmp_path, capsys):
+    write_corpus(tmp_path / "c.txt")
+    write_vocab(tmp_path / "vocab.txt")
+    assert cli(pretrain_args(tmp_path, "--max-steps", "1")) == 0
+    stamp = (tmp_path / "run" / "data" / "key.txt").stat().st_mtime_ns
+    write_corpus(tmp_path / "c.txt", seed=1)  # another corpus: data would be rebuilt if the run went on
+    capsys.readouterr()
+    assert cli(pretrain_args(tmp_path, "--max-steps", "1")) == 2
+    assert "already holds a training run" in capsys.readouterr().err
+    assert (tmp_path / "run" / "data" / "key.txt").stat().st_mtime_ns == stamp
+    assert cli(pretrain_args(tmp_path, "--max-steps", "1", "--overwrite")) == 0

@@ -75,9 +75,9 @@ def register(sub) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from bertforge.cli.pretrain import _load_tokenizer, default_corpus
     from bertforge.data.pretraining import corpus_files
     from bertforge.tasks.language_modeling import LMTrainSettings, prepare_out_dir, train_language_model
+    from bertforge.tasks.pretraining import default_corpus, load_tokenizer
     from bertforge.training.trainer import TrainConfig, init_distributed
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
@@ -87,9 +87,7 @@ def run_train(args: argparse.Namespace) -> int:
     rank, world = init_distributed()  # under torchrun: rank 0 prepares the folder and the vocabulary
     if rank == 0:
         prepare_out_dir(out, args.resume, args.overwrite)
-        tok_args = argparse.Namespace(vocab=args.vocab, train_vocab=args.train_vocab, cased=args.cased,
-                                      resume=args.resume)
-        tok = _load_tokenizer(tok_args, out, files)
+        tok = load_tokenizer(out, files, args.vocab, args.train_vocab, args.cased, args.resume)
         tok.save_pretrained(out / "tokenizer")
     if world > 1:
         import torch
@@ -106,7 +104,7 @@ def run_train(args: argparse.Namespace) -> int:
                         grad_accum_steps=args.grad_accum, precision=args.precision, device=args.device,
                         eval_every=args.eval_every, save_every=args.save_every or 0, keep_last=args.keep_last,
                         log_every=args.log_every, seed=args.seed, resume=args.resume,
-                        progress=not getattr(args, "quiet", False))
+                        progress=flags.show_progress(args))
     settings = LMTrainSettings(corpus=files, eval_corpus=eval_files, train=train, tokenizer=tok, preset=args.config,
                                block_size=args.block_size, dropout=args.dropout, batch_size=args.batch_size,
                                eval_blocks=args.eval_blocks)  # the folder is prepared above
@@ -122,15 +120,13 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    import torch
-
+    from bertforge.inference import check_device
     from bertforge.tasks.language_modeling import check_prompts, complete, load_lm
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     check_prompts(args.prompt)
     model, tok = load_lm(args.model)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    model.to(torch.device(device))
+    model.to(check_device(args.device))
     greedy = args.greedy or args.temperature == 0
     sampling = dict(do_sample=not greedy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                     repetition_penalty=args.repetition_penalty, seed=args.seed, use_cache=not args.no_cache)

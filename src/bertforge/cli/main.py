@@ -4,7 +4,9 @@
 Global flags (`--threads`, `--quiet`, `--version`) are handled here, once, for every command. Errors a
 user can fix (`BertforgeError`, a ValueError, a missing or unreadable file) are printed as one line
 and exit with status 2, never as a traceback (set BERTFORGE_DEBUG=1 for one); anything else is a bug
-and keeps its traceback. Building the parser imports no torch: `bertforge --help` is fast.
+and keeps its traceback. A usage error (a flag out of range) also exits with 2. A failed run leaves
+nothing behind: an `--out` it created is removed, unless it holds a training checkpoint (`--resume`).
+Building the parser imports no torch: `bertforge --help` is fast.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import argparse
 import importlib
 import os
 import sys
+from pathlib import Path
 
 # One line per command group; each module defines register(subparsers).
 COMMAND_MODULES = [
@@ -33,7 +36,7 @@ COMMAND_MODULES = [
 def build_parser() -> argparse.ArgumentParser:
     from bertforge.cli import flags
 
-    parser = argparse.ArgumentParser(
+    parser = flags.Parser(
         prog="bertforge", parents=[flags.global_flags()],
         description="bertforge: the Transformer and BERT from first principles. "
                     "Run `bertforge COMMAND --help` for a command's flags.")
@@ -43,18 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
-    for leaf in _leaf_parsers(parser):  # the global flags work after the command name too
-        for action in flags.global_flags()._actions[1:]:  # noqa: SLF001 - skip -h
+    for leaf in flags.leaf_parsers(parser).values():  # the global flags work after the command name too
+        for action in flags.global_flags()._actions:  # noqa: SLF001 - argparse has no public list
             if not any(o in leaf._option_string_actions for o in action.option_strings):  # noqa: SLF001
                 leaf._add_action(action)  # noqa: SLF001
     return parser
-
-
-def _leaf_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
-    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]  # noqa: SLF001
-    if not subs:
-        return [parser]
-    return [leaf for a in subs for p in a.choices.values() for leaf in _leaf_parsers(p)]
 
 
 def version() -> str:
@@ -68,31 +64,100 @@ def version() -> str:
 
 
 def _apply_globals(args: argparse.Namespace) -> None:
-    if getattr(args, "threads", None):
+    args.quiet = getattr(args, "quiet", False)
+    args.threads = getattr(args, "threads", None)
+    if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
+
+
+def _check_text_arguments(args: argparse.Namespace) -> None:
+    """Refuse command-line text that is not valid UTF-8 (Python keeps such bytes as lone surrogates,
+    which would leak into outputs and JSON): one rule for every text argument."""
+    from bertforge.errors import BertforgeError
+
+    for name, value in vars(args).items():
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise BertforgeError(f"the {name} argument is not valid UTF-8 text: {text.encode('utf-8', 'replace')!r}"
+                                         ) from None
+
+
+def _outputs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
+    """(output, the highest of its folders that does not exist yet) for each output that does not exist:
+    what a failed run must not leave behind."""
+    from bertforge.cli.flags import OUTPUT_DESTS
+
+    found = []
+    for dest in OUTPUT_DESTS:
+        path = getattr(args, dest, None)
+        if isinstance(path, Path) and not os.path.lexists(path):
+            top = path
+            while not os.path.lexists(top.parent) and top.parent != top:
+                top = top.parent
+            found.append((path, top))
+    return found
+
+
+def _clean_up(created: list[tuple[Path, Path]]) -> None:
+    """Remove what a failed run created, unless it holds a training checkpoint (`--resume` continues it)."""
+    import shutil
+
+    for path, top in created:
+        if not os.path.lexists(top):
+            continue
+        if path.is_dir() and any(path.glob("checkpoint-*")):
+            continue
+        if top.is_dir() and not top.is_symlink():
+            shutil.rmtree(top, ignore_errors=True)
+        else:
+            top.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     from bertforge.errors import BertforgeError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error argparse has printed
+        return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
+    created = _outputs(args)
+    status = 1
+    try:
+        _check_text_arguments(args)
         _apply_globals(args)
-        result = args.func(args)
-    except (BertforgeError, ValueError, OSError, KeyboardInterrupt) as e:
+        status = int(args.func(args) or 0)
+        return status
+    except (BertforgeError, ValueError, OSError, MemoryError, KeyboardInterrupt) as e:
         if os.environ.get("BERTFORGE_DEBUG"):
             raise
         if isinstance(e, KeyboardInterrupt):
             print("interrupted", file=sys.stderr)
-            return 130
-        if isinstance(e, OSError) and e.filename is not None and e.strerror:
-            e = f"{e.strerror}: {e.filename}"
-        print(f"bertforge {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    return int(result or 0)
+            status = 130
+            return status
+        status = 2
+        print(f"bertforge {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return status
+    finally:
+        if status != 0:
+            _clean_up(created)
+
+
+def _one_line(e: BaseException) -> str:
+    """The message of a user error, on one line."""
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        return f"{e.strerror}: {e.filename}"
+    if isinstance(e, MemoryError):
+        return "not enough memory for this input: make it smaller (fewer or shorter inputs, a smaller --batch-size)"
+    if isinstance(e, UnicodeDecodeError):
+        return (f"input is not valid {e.encoding} text (byte 0x{e.object[e.start]:02x} at offset {e.start}): "
+                f"convert it to UTF-8, or pass --encoding where the command has it")
+    return " ".join(str(e).split("\n")) or type(e).__name__
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ def register(sub) -> None:
     p.add_argument("--max-answer-length", type=flags.positive_int, default=30, help="longest answer, in tokens")
     p.add_argument("--always-answer", action="store_true",
                    help="give the best span even when the model finds no answer in the text")
+    flags.encoding(p)
     flags.inference(p)
     p.set_defaults(func=run)
 
@@ -40,13 +41,13 @@ def windows(args: argparse.Namespace):
     return QAWindows(args.max_seq_length, args.max_query_length, args.window_overlap)
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, encoding: str) -> str:
+    from bertforge.fileio import read_text
+
     try:
-        return path.read_text(encoding="utf-8")
+        return read_text(path, encoding)
     except FileNotFoundError:
         raise FileNotFoundError(f"no such file: {path}") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path} is not UTF-8 text") from None
 
 
 def _answerer(args: argparse.Namespace):
@@ -55,13 +56,14 @@ def _answerer(args: argparse.Namespace):
     return QuestionAnswerer(args.model or DEFAULT_MODEL, device=args.device, precision=args.precision,
                             batch_size=args.batch_size, windows=windows(args),
                             max_answer_length=args.max_answer_length, compile=args.compile,
-                            always_answer=getattr(args, "always_answer", False))
+                            always_answer=getattr(args, "always_answer", False),
+                            progress=flags.show_progress(args))
 
 
 def run(args: argparse.Namespace) -> int:
     questions = list(args.question)
     if args.questions_file:
-        questions += [q.strip() for q in _read_text(args.questions_file).splitlines() if q.strip()]
+        questions += [q.strip() for q in _read_text(args.questions_file, args.encoding).splitlines() if q.strip()]
     if not questions:
         raise ValueError("no question given: pass one as an argument or use --questions-file")
     if args.docs is not None:
@@ -71,9 +73,11 @@ def run(args: argparse.Namespace) -> int:
     if args.context is not None:
         context = args.context
     elif args.context_file is not None:
-        context = _read_text(args.context_file)
+        context = _read_text(args.context_file, args.encoding)
     elif not sys.stdin.isatty():
-        context = sys.stdin.read()
+        from bertforge.fileio import read_stdin
+
+        context = read_stdin(args.encoding)
     else:
         raise ValueError("no context given: use --context TEXT, --context-file PATH or pipe it on stdin")
 
@@ -100,7 +104,7 @@ def add_finetune_squad(tasks) -> None:
     p.add_argument("--dev", type=Path, default=None, help="dev file: best checkpoint by F1 (optional)")
     flags.out(p, "output directory: the model, its tokenizer and OUT/run (checkpoints, metrics)")
     flags.training(p, epochs=2.0, lr=1e-4, batch=32, precision="bf16")
-    p.add_argument("--negatives-per-question", type=int, default=1,
+    p.add_argument("--negatives-per-question", type=_negatives, default=1,
                    help="answer-less windows kept per question (-1: all, as HF)")
     p.add_argument("--eval-every", type=flags.non_negative_int, default=0,
                    help="steps between dev evaluations (0: at the end)")
@@ -108,8 +112,10 @@ def add_finetune_squad(tasks) -> None:
     flags.qa_windows(p)
 
     def run(a: argparse.Namespace) -> int:
+        from bertforge.fileio import check_output_dir
         from bertforge.tasks.qa.train import QATrainConfig, finetune_squad
 
+        check_output_dir(a.out)
         cfg = QATrainConfig(train=train_config(a, eval_every=a.eval_every), windows=windows(a),
                             batch_size=a.batch_size, version_2_with_negative=a.version_2_with_negative,
                             negatives_per_question=None if a.negatives_per_question < 0 else a.negatives_per_question)
@@ -124,12 +130,15 @@ def train_config(a: argparse.Namespace, **fields):
     """The TrainConfig of `flags.training`'s flags (a task's defaults come in through the flag defaults)."""
     from bertforge.training.trainer import TrainConfig
 
-    kw = dict(epochs=a.epochs, max_steps=a.max_steps, lr=a.lr, warmup_ratio=a.warmup_ratio,
-              weight_decay=a.weight_decay, precision=a.precision, device=a.device, seed=a.seed,
-              keep_last=a.keep_last, resume=a.resume, progress=not getattr(a, "quiet", False))
-    if a.save_every is not None:
-        kw["save_every"] = a.save_every
-    return TrainConfig(**{**kw, **fields})
+    return TrainConfig(**flags.train_fields(a, **fields))
+
+
+def _negatives(text: str) -> int:
+    """-1 (all) or a count >= 0."""
+    value = flags.integer(text)
+    if value < -1:
+        raise argparse.ArgumentTypeError(f"must be >= -1 (-1: all), got {text}")
+    return value
 
 
 def add_evaluate_squad(tasks) -> None:
@@ -138,18 +147,21 @@ def add_evaluate_squad(tasks) -> None:
     flags.model(p, "a QA model directory (default: the shipped model)")
     p.add_argument("--data", type=Path, required=True, help="SQuAD-format JSON")
     flags.out(p, "write predictions.json, nbest_predictions.json, results.json here", required=False)
-    p.add_argument("--null-threshold", type=float, default=None, help="SQuAD 2.0: predict no answer when "
+    p.add_argument("--null-threshold", type=flags.number, default=None, help="SQuAD 2.0: predict no answer when "
                    "null score - best span score > this (default: the model's calibrated threshold, else 0)")
     flags.qa_windows(p)
     flags.inference(p)
 
     def run(a: argparse.Namespace) -> int:
+        from bertforge.fileio import check_output_dir
         from bertforge.tasks.qa.answerer import DEFAULT_MODEL
         from bertforge.tasks.qa.train import evaluate_squad
 
+        if a.out is not None:
+            check_output_dir(a.out)
         scores = evaluate_squad(a.model or DEFAULT_MODEL, a.data, a.out, null_threshold=a.null_threshold,
                                 device=a.device, precision=a.precision, batch_size=a.batch_size,
-                                windows=windows(a), compile=a.compile)
+                                windows=windows(a), compile=a.compile, progress=flags.show_progress(a))
         print(json.dumps(scores, indent=2))
         return 0
 

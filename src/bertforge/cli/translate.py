@@ -1,4 +1,12 @@
-"""`bertforge train-translation ...` and `bertforge translate --model DIR [--beam 5] < input.txt`."""
+"""`bertforge train-translation ...` and `bertforge translate --model DIR [--beam 5] < input.txt`.
+
+    bertforge train-translation --task copy --out runs/copy                  # a toy task: minutes on a CPU
+    bertforge train-translation --data multi30k/ --out runs/m30k --precision bf16 --cpu-budget 3600
+    bertforge translate --model runs/m30k --beam 5 < test.de > test.hyp.en
+
+--epochs, --lr (the Noam factor), --warmup-steps, --max-tokens and --preset default to the real-data
+values (10, 1.0, 1000, 2048, small), or with --task to the toy ones (8, 0.3, 200, 512, tiny).
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,63 +14,76 @@ import sys
 import time
 from pathlib import Path
 
+from bertforge.cli import flags
+
+SEQ2SEQ_PRESETS = ("tiny", "small", "transformer-base", "transformer-big")  # models.seq2seq (no torch here)
+
 
 def register(sub) -> None:
-    p = sub.add_parser("train-translation", help="train an encoder-decoder Transformer on parallel text")
-    p.add_argument("--src-lang", default="de")
-    p.add_argument("--tgt-lang", default="en")
+    p = sub.add_parser("train-translation", help="train an encoder-decoder Transformer on parallel text",
+                       description=__doc__)
+    p.add_argument("--src-lang", default="de", help="source language: the suffix of the source files")
+    p.add_argument("--tgt-lang", default="en", help="target language: the suffix of the target files")
     p.add_argument("--data", type=Path, default=None,
                    help="Multi30K folder (task1/raw/...) or a folder of <split>.<lang> files (train, val, test)")
     p.add_argument("--task", choices=("copy", "reverse"), default=None,
                    help="a toy task instead of --data: learns in a couple of minutes on a CPU")
-    p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, logs, the final model")
-    p.add_argument("--preset", default=None, help="model preset (default: small; tiny for a toy task)")
-    p.add_argument("--vocab-size", type=int, default=8000)
+    flags.out(p, "run folder: checkpoints, logs, the final model")
+    p.add_argument("--preset", choices=SEQ2SEQ_PRESETS, default=None,
+                   help="model size preset (default: small; tiny for a toy task)")
+    p.add_argument("--vocab-size", type=flags.positive_int, default=8000, help="WordPiece vocabulary size")
     p.add_argument("--separate-vocab", action="store_true", help="one vocabulary per language (default: joint)")
-    p.add_argument("--lowercase", action="store_true")
-    p.add_argument("--max-tokens", type=int, default=None, help="padded tokens per batch (default 2048; toy 512)")
-    p.add_argument("--epochs", type=float, default=None, help="default 10 (toy: 8)")
-    p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--cpu-budget", type=float, default=None, help="stop after this many CPU seconds of training")
-    p.add_argument("--lr-factor", type=float, default=None, help="Noam factor (default 1.0; toy 0.3)")
-    p.add_argument("--warmup", type=int, default=None, help="Noam warm-up steps (default 1000; toy 200)")
-    p.add_argument("--schedule", choices=("noam", "linear", "constant"), default="noam")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (about 2x faster on CPUs with AVX512-BF16)")
+    p.add_argument("--lowercase", action="store_true", help="lowercase the text (default: cased, as sacreBLEU scores)")
+    p.add_argument("--max-tokens", type=flags.positive_int, default=None,
+                   help="padded tokens per batch (default 2048; toy 512)")
+    flags.training(p, weight_decay=None, seed_default=0, save_every=200, with_batch=False,
+                   with_warmup_ratio=False, lr_help="peak learning rate: the Noam factor (default 1.0; toy 0.3)")
+    flags.alias(p, "--lr-factor", "lr", type=flags.positive_float)
+    flags.alias(p, "--bf16", "precision", action="store_const", const="bf16")
+    p.add_argument("--warmup-steps", type=flags.non_negative_int, default=None,
+                   help="warm-up steps of the schedule (default 1000; toy 200)")
+    flags.alias(p, "--warmup", "warmup_steps", type=flags.non_negative_int)
+    p.add_argument("--schedule", choices=("noam", "linear", "constant"), default="noam",
+                   help="learning-rate schedule (noam: Vaswani et al. 5.3)")
+    p.add_argument("--cpu-budget", type=flags.positive_float, default=None,
+                   help="stop after this many CPU seconds of training")
     p.add_argument("--norm-first", action="store_true", help="pre-LN instead of the paper's post-LN")
-    p.add_argument("--eval-every", type=int, default=500)
-    p.add_argument("--save-every", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (the shared CPU: 1)")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    p.add_argument("--beam", type=int, default=5, help="beam size for the final test-set BLEU")
+    p.add_argument("--eval-every", type=flags.non_negative_int, default=500,
+                   help="validation loss and BLEU every N steps (0: only at the end)")
+    p.add_argument("--beam", type=flags.positive_int, default=5, help="beam size for the final test-set BLEU")
     p.set_defaults(func=run_train)
 
-    p = sub.add_parser("translate", help="translate stdin (one sentence per line) with a trained model")
-    p.add_argument("--model", type=Path, required=True, help="a run folder or one of its checkpoints")
-    p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
-    p.add_argument("--alpha", type=float, default=0.6, help="length penalty ((5 + |Y|) / 6)^alpha")
-    p.add_argument("--batch-size", type=int, default=64)
+    p = sub.add_parser("translate", help="translate stdin (one sentence per line) with a trained model",
+                       description="Translate stdin, one sentence per line, to stdout: output line i is the "
+                                   "translation of input line i (a blank line stays blank).")
+    flags.model(p, "a run folder or one of its checkpoints", required=True)
+    p.add_argument("--beam", type=flags.positive_int, default=1, help="beam size (1 = greedy)")
+    p.add_argument("--alpha", type=flags.number, default=0.6, help="length penalty ((5 + |Y|) / 6)^alpha")
+    flags.batch_size(p, 64, "sentences per batch")
+    flags.device_flag(p, default="cpu")
     p.add_argument("--no-cache", action="store_true", help="re-run the decoder on the whole prefix each step")
     p.add_argument("--reference", type=Path, default=None, help="reference file: print sacreBLEU to stderr")
-    p.add_argument("--threads", type=int, default=None)
+    flags.encoding(p)
     p.set_defaults(func=run_translate)
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from bertforge.errors import BertforgeError
+    from bertforge.fileio import check_output_dir
     from bertforge.tasks.translation import TranslationTrainConfig, train_translation, translation_train_defaults
 
     toy = args.task is not None
     if toy == (args.data is not None):
-        raise ValueError("give exactly one of --data DIR and --task copy|reverse")
+        raise BertforgeError("give exactly one of --data DIR and --task copy|reverse")
+    check_output_dir(args.out)
 
     def pick(value, default, toy_default):
         return value if value is not None else (toy_default if toy else default)
 
-    train = translation_train_defaults(
-        out_dir=str(args.out), epochs=pick(args.epochs, 10.0, 8.0), max_steps=args.max_steps,
-        lr=pick(args.lr_factor, 1.0, 0.3), warmup_steps=pick(args.warmup, 1000, 200), schedule=args.schedule,
-        precision="bf16" if args.bf16 else "fp32", eval_every=args.eval_every, save_every=args.save_every,
-        seed=args.seed, resume=args.resume, overwrite=getattr(args, "overwrite", False))
+    train = translation_train_defaults(**flags.train_fields(
+        args, out_dir=str(args.out), epochs=pick(args.epochs, 10.0, 8.0), lr=pick(args.lr, 1.0, 0.3),
+        warmup_steps=pick(args.warmup_steps, 1000, 200), schedule=args.schedule, eval_every=args.eval_every,
+        progress=False))
     cfg = TranslationTrainConfig(
         train=train, src_lang=args.src_lang, tgt_lang=args.tgt_lang,
         data_dir=str(args.data) if args.data else None, task=args.task, preset=pick(args.preset, "small", "tiny"),
@@ -88,16 +109,23 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_translate(args: argparse.Namespace) -> int:
-    import torch
-
+    from bertforge.errors import BertforgeError
+    from bertforge.fileio import read_stdin
+    from bertforge.inference import check_device
     from bertforge.tasks.translation import Translator
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.beam < 1:
-        raise ValueError(f"--beam must be >= 1, got {args.beam}")
+    if sys.stdin.isatty():
+        raise BertforgeError("no input: pipe the sentences to translate on stdin, one per line")
     translator = Translator.from_pretrained(args.model)
-    lines = sys.stdin.read().splitlines()
+    translator.model.to(check_device(args.device))
+    lines = read_stdin(args.encoding).splitlines()
+    refs = None
+    if args.reference is not None:
+        from bertforge.data.translation import read_lines
+
+        refs = read_lines(args.reference)
+        if len(refs) != len(lines):
+            raise BertforgeError(f"{args.reference} has {len(refs)} lines but the input has {len(lines)}")
     keep = [i for i, line in enumerate(lines) if line.strip()]
     t0 = time.perf_counter()
     hyps = translator.translate([lines[i] for i in keep], beam_size=args.beam, alpha=args.alpha,
@@ -107,15 +135,12 @@ def run_translate(args: argparse.Namespace) -> int:
     for i, h in zip(keep, hyps):
         out[i] = h
     sys.stdout.write("".join(line + "\n" for line in out))
-    print(f"translated {len(keep)} sentences in {dt:.1f}s ({len(keep) / max(dt, 1e-9):.1f} sentences/s)",
-          file=sys.stderr)
-    if args.reference is not None:
-        from bertforge.data.translation import read_lines
+    if not args.quiet:
+        print(f"translated {len(keep)} sentences in {dt:.1f}s ({len(keep) / max(dt, 1e-9):.1f} sentences/s)",
+              file=sys.stderr)
+    if refs is not None:
         from bertforge.metrics.bleu import corpus_bleu
 
-        refs = read_lines(args.reference)
-        if len(refs) != len(lines):
-            raise ValueError(f"{args.reference} has {len(refs)} lines but the input has {len(lines)}")
         result = corpus_bleu(out, refs)
         print(f"BLEU {result.score:.2f}\n{result.detail}\n{result.signature}", file=sys.stderr)
     return 0

@@ -1,0 +1,29 @@
+"""`bertforge --help`, every command's --help and `--version` answer without importing torch."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+CHECK = r"""
+import contextlib, io, sys
+from bertforge.cli import flags
+from bertforge.cli.main import build_parser, main
+
+names = [n.split()[1:] for n in flags.leaf_parsers(build_parser())]
+with contextlib.redirect_stdout(io.StringIO()) as out:
+    codes = [main(["--help"]), main(["--version"])] + [main(n + ["--help"]) for n in names]
+print(len(names), set(codes), "torch" in sys.modules, out.getvalue().count("usage:"))
+"""
+
+
+def test_help_and_version_import_no_torch():
+    res = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    n, codes, torch_loaded, usages = res.stdout.split(maxsplit=3)[0], *res.stdout.rsplit(maxsplit=3)[1:]
+    assert (codes, torch_loaded) == ("{0}", "False"), res.stdout
+    assert int(usages) == int(n) + 1
+
+
+def test_version_of_the_console_entry():
+    res = subprocess.run([sys.executable, "-m", "bertforge", "--version"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stdout.startswith("bertforge "), (res.stdout, res.stderr)
