@@ -22,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("--input", type=Path, default=None, help="a file of sentences, one per line (default: stdin)")
     flags.out(p, "write the vectors here: .npy (one float32 array, a row per line) or .jsonl; "
                  "default: JSON lines on stdout", required=False, metavar="FILE")
-    flags.max_seq_length(p, 256, "tokens per sentence; longer ones are truncated")
+    flags.max_seq_length(p, 256, "tokens per sentence; longer ones are truncated", old_alias=True)
     flags.encoding(p)
     flags.inference(p)
     p.set_defaults(func=run)

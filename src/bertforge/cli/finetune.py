@@ -44,7 +44,7 @@ def add_training_flags(p: argparse.ArgumentParser) -> None:
     flags.model(p, "pre-trained model directory (config.json, model.safetensors, vocab.txt)", required=True)
     flags.out(p, "output directory (best model in OUT/best, checkpoints, metrics.jsonl)")
     flags.training(p, keep_last=1, title=f"training (epochs, lr, batch size and max length: {TASK_DEFAULT})")
-    flags.max_seq_length(p, None, "tokens per sequence (pairs: both together)")
+    flags.max_seq_length(p, None, "tokens per sequence (pairs: both together)", old_alias=True)
     p.add_argument("--evals-per-epoch", type=flags.positive_int, default=2, help="dev evaluations per epoch")
     p.add_argument("--patience", type=flags.non_negative_int, default=3,
                    help="stop after this many evaluations without improvement (0: never stop early)")

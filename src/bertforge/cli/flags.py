@@ -188,9 +188,11 @@ def inference(p: argparse.ArgumentParser, batch: int = 32, default_device: str =
 
 
 def max_seq_length(p: argparse.ArgumentParser, default: Optional[int] = 384,
-                   help: str = "tokens per sequence, special tokens included") -> None:
+                   help: str = "tokens per sequence, special tokens included", old_alias: bool = False) -> None:
+    """--max-seq-length; `old_alias`: also accept the --max-length that finetune's and embed's docs used."""
     p.add_argument("--max-seq-length", type=positive_int, default=default, help=help)
-    alias(p, "--max-length", "max_seq_length", type=positive_int)
+    if old_alias:
+        alias(p, "--max-length", "max_seq_length", type=positive_int)
 
 
 def encoding(p: argparse.ArgumentParser) -> None:
