@@ -349,7 +349,8 @@ def finetune(data: TaskData, model_path: str | Path, out_dir: str | Path,
                                  tok.pad_token_id, s.train.precision)
 
     train_config = replace(s.train, out_dir=str(out_dir), metric_for_best=data.metric, greater_is_better=True,
-                           eval_every=max(1, math.ceil(len(loader) / s.evals_per_epoch)))
+                           eval_every=(every := max(1, math.ceil(len(loader) / s.evals_per_epoch))),
+                           save_every=s.train.save_every or every)  # a checkpoint at each evaluation: resumable
     info = {"task": data.name, "kind": data.kind, "metric": data.metric, "max_length": s.max_length}
 
     def save_hook(path: Path) -> None:  # each checkpoint can be evaluated and used on its own (D5)
