@@ -27,3 +27,18 @@ def test_help_and_version_import_no_torch():
 def test_version_of_the_console_entry():
     res = subprocess.run([sys.executable, "-m", "bertforge", "--version"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and res.stdout.startswith("bertforge "), (res.stdout, res.stderr)
+
+
+def test_the_cli_sets_a_passive_thread_policy_before_torch_loads():
+    """OMP_WAIT_POLICY=PASSIVE is in the environment when torch starts (and a user's choice wins)."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys; from bertforge.cli.main import main; main(['--version']); "
+            "assert 'torch' not in sys.modules; print(os.environ['OMP_WAIT_POLICY'])")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "ACTIVE"

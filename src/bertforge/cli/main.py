@@ -118,8 +118,22 @@ def _clean_up(created: list[tuple[Path, Path]]) -> None:
             top.unlink(missing_ok=True)
 
 
+def thread_policy() -> None:
+    """Let OpenMP threads sleep while they wait (`OMP_WAIT_POLICY=PASSIVE`) unless the user chose a policy.
+
+    By default they spin at every barrier; on a shared machine, when another process takes one of the
+    cores, throughput collapses (~3x measured on this 2-core machine), while PASSIVE holds it at a small
+    cost on an idle machine (benchmarks/bench_threads.py; docs/inference.md has the table). Read when
+    torch starts its OpenMP runtime, so it is set before torch is imported. Library users set it
+    themselves (`export OMP_WAIT_POLICY=PASSIVE`).
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def main(argv: list[str] | None = None) -> int:
     from bertforge.errors import BertforgeError
+
+    thread_policy()
 
     parser = build_parser()
     try:
