@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 
 from bertforge.data.loader import ResumableLoader
-from bertforge.data.ner import IGNORE_INDEX
+from bertforge.data import IGNORE_INDEX
 
 
 def feature_length(feature: dict[str, Any]) -> int:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from bertforge.fileio import open_text
+from bertforge.data import IGNORE_INDEX  # noqa: F401 - re-exported
 
-IGNORE_INDEX = -100  # the cross-entropy's ignore_index
 
 
 @dataclass

@@ -36,10 +36,10 @@ import numpy as np
 import torch
 
 from bertforge.fileio import atomic_path, atomic_write_json, open_text
+from bertforge.data import IGNORE_INDEX  # noqa: F401 - re-exported
 
 logger = logging.getLogger("bertforge")
 
-IGNORE_INDEX = -100
 FORMAT_VERSION = 1
 
 # A sentence ends at . ! or ? (plus any closing quotes/brackets) followed by whitespace and then an

@@ -28,8 +28,8 @@ from torch import Tensor
 
 from bertforge.fileio import open_text
 from bertforge.data.loader import ResumableLoader
+from bertforge.data import IGNORE_INDEX  # noqa: F401 - re-exported
 
-IGNORE_INDEX = -100  # label value at padded positions (skipped by the loss)
 Example = tuple[list[int], list[int]]  # (source ids, target ids), no special tokens
 
 MULTI30K_SPLITS = {"train": "train", "val": "val", "test2016": "test_2016_flickr",

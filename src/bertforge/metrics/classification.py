@@ -62,16 +62,39 @@ def matthews(pred: Sequence[int], ref: Sequence[int]) -> float:
     return float(matthews_corrcoef(ref, pred))
 
 
+def rankdata(x: Sequence[float]) -> np.ndarray:
+    """Ranks 1..n, ties given their average rank (scipy.stats.rankdata's 'average')."""
+    x = np.asarray(x, dtype=np.float64)
+    order = np.argsort(x, kind="mergesort")
+    sorted_x = x[order]
+    ranks = np.empty(len(x), dtype=np.float64)
+    start = 0
+    for end in range(1, len(x) + 1):
+        if end == len(x) or sorted_x[end] != sorted_x[start]:
+            ranks[order[start:end]] = (start + end + 1) / 2.0  # mean of ranks start+1 .. end
+            start = end
+    return ranks
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> float:
+    """Pearson's r. A constant side has no correlation: 0.0 (scipy gives NaN and a warning)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    x, y = x - x.mean(), y - y.mean()
+    denom = np.sqrt((x * x).sum() * (y * y).sum())
+    return float((x * y).sum() / denom) if denom > 0 else 0.0
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rho: Pearson's r of the (average-tie) ranks; 0.0 for a constant side."""
+    return pearson(rankdata(x), rankdata(y))
+
+
 def pearson_spearman(pred: Sequence[float], ref: Sequence[float]) -> dict[str, float]:
     """Pearson and Spearman correlation (STS-B). A constant prediction has no correlation: 0, not NaN."""
-    stats = _lib("scipy.stats")
-    pearsonr, spearmanr = stats.pearsonr, stats.spearmanr
-
     _check(pred, ref)
-    p, r = np.asarray(pred, dtype=np.float64), np.asarray(ref, dtype=np.float64)
-    if len(p) < 2 or np.ptp(p) == 0 or np.ptp(r) == 0:
+    if len(pred) < 2:
         return {"pearson": 0.0, "spearman": 0.0}
-    return {"pearson": float(pearsonr(p, r)[0]), "spearman": float(spearmanr(p, r)[0])}
+    return {"pearson": pearson(pred, ref), "spearman": spearman(pred, ref)}
 
 
 def multilabel_scores(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:

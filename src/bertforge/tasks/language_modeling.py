@@ -33,7 +33,8 @@ from torch import Tensor
 from bertforge.errors import BertforgeError
 from bertforge.models.gpt.config import GPTConfig
 from bertforge.models.gpt.generation import generate
-from bertforge.models.gpt.modeling import IGNORE_INDEX, GPTLMHeadModel
+from bertforge.data import IGNORE_INDEX
+from bertforge.models.gpt.modeling import GPTLMHeadModel
 
 logger = logging.getLogger("bertforge")
 

@@ -24,8 +24,8 @@ from bertforge.models.bert.modeling import BertOutput
 from bertforge.models.bert.config import BertConfig
 from bertforge.models.bert.heads import BertWithHead, HeadOutput
 from bertforge.nn.transformer import ACTIVATION_FUNCTIONS
+from bertforge.data import IGNORE_INDEX  # noqa: F401 - re-exported
 
-IGNORE_INDEX = -100
 
 
 class BertPredictionHeadTransform(nn.Module):

@@ -39,8 +39,8 @@ from bertforge.models.gpt.config import GPTConfig
 from bertforge.nn.losses import linear_cross_entropy
 from bertforge.nn import (Encoder, KVCache, LearnedPositionEmbedding, MultiHeadAttention, TokenEmbedding,
                           combine_masks, look_ahead_mask, padding_mask)
+from bertforge.data import IGNORE_INDEX  # noqa: F401 - re-exported
 
-IGNORE_INDEX = -100
 
 
 @dataclass

@@ -24,6 +24,7 @@ import numpy as np
 
 from bertforge.fileio import read_text
 from bertforge.models.word2vec.keyed_vectors import KeyedVectors
+from bertforge.metrics.classification import pearson, rankdata, spearman  # noqa: F401 - re-exported
 
 GENSIM_FILES = {"wordsim": "wordsim353.tsv", "simlex": "simlex999.txt", "analogies": "questions-words.txt"}
 
@@ -38,32 +39,6 @@ def gensim_test_file(name: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found in this gensim installation; give the file's path")
     return path
-
-
-def rankdata(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..n, ties given their average rank (scipy.stats.rankdata's 'average')."""
-    x = np.asarray(x, dtype=np.float64)
-    order = np.argsort(x, kind="mergesort")
-    sorted_x = x[order]
-    ranks = np.empty(len(x), dtype=np.float64)
-    start = 0
-    for end in range(1, len(x) + 1):
-        if end == len(x) or sorted_x[end] != sorted_x[start]:
-            ranks[order[start:end]] = (start + end + 1) / 2.0  # mean of ranks start+1 .. end
-            start = end
-    return ranks
-
-
-def pearson(x: np.ndarray, y: np.ndarray) -> float:
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    x, y = x - x.mean(), y - y.mean()
-    denom = np.sqrt((x * x).sum() * (y * y).sum())
-    return float((x * y).sum() / denom) if denom > 0 else float("nan")
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman's rho: Pearson's correlation of the (average-tie) ranks."""
-    return pearson(rankdata(x), rankdata(y))
 
 
 def _lookup(kv: KeyedVectors, restrict_vocab: Optional[int], case_insensitive: bool) -> dict[str, int]:
