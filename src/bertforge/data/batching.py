@@ -9,12 +9,27 @@ run continues exactly (it is a `bertforge.loader.ResumableLoader`).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+import random
+from typing import Any, Optional, Sequence
 
 import torch
 
 from bertforge.data.loader import ResumableLoader
 from bertforge.data import IGNORE_INDEX
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int, seed: Optional[int] = None) -> list[list[int]]:
+    """Indices in batches of similar length, shortest first, so each batch pads only to its own longest:
+    the one length-sorted batching of inference (classification, QA, embedding, translation) and of
+    QA training. Ties keep input order, or a seeded random order when `seed` is given.
+
+    Example: lengths [5, 2, 9, 2], batch_size 2 -> [[1, 3], [0, 2]]. Scatter results back by index.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    rng = random.Random(seed) if seed is not None else None
+    order = sorted(range(len(lengths)), key=lambda k: (lengths[k], rng.random() if rng else k))
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def feature_length(feature: dict[str, Any]) -> int:

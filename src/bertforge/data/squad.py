@@ -396,9 +396,6 @@ def length_bucketed_batches(features: Sequence[SquadFeature], batch_size: int,
     Sorted by length (ties in a random order when `seed` is given); the batches come shortest
     first: shuffle their order for training, keep it for inference and scatter results back by index.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    rng = random.Random(seed) if seed is not None else None
-    order = sorted(range(len(features)),
-                   key=lambda k: (len(features[k].input_ids), rng.random() if rng else k))
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    from bertforge.data.batching import length_sorted_batches
+
+    return length_sorted_batches([len(f.input_ids) for f in features], batch_size, seed)

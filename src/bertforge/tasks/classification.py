@@ -33,7 +33,7 @@ import torch
 
 from bertforge.models.bert.checkpoint import load_state_into, read_state_dict
 from bertforge.models.bert.config import BertConfig
-from bertforge.data.batching import BucketedLoader, feature_length, pad_collate
+from bertforge.data.batching import BucketedLoader, feature_length, length_sorted_batches, pad_collate
 from bertforge.data.choice import CHOICE_READERS, ChoiceExample, encode_choices, read_choice  # noqa: F401
 from bertforge.data.classify import (TextExample, encode_label, encode_text_examples, label_kind, label_list,
                             read_classification_file)
@@ -208,18 +208,15 @@ def predict_logits(model: torch.nn.Module, features: list[dict[str, Any]], batch
     """Logits per example, in input order: (L,), (C,) or (T_i, L) for tokens (padding cut off).
     Batches are formed in length order, so each is padded as little as possible. `progress`: a bar on a
     terminal (bertforge.inference.progress_bar)."""
-    from bertforge.inference import progress_bar
+    from bertforge.inference import precision_context, progress_bar
 
     model.eval()
     device = next(model.parameters()).device
-    order = sorted(range(len(features)), key=lambda i: feature_length(features[i]))
     out: list[Optional[np.ndarray]] = [None] * len(features)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     with progress_bar(len(features), "predicting", progress, unit="example") as bar:
-        for s in range(0, len(order), batch_size):
-            idx = order[s:s + batch_size]
+        for idx in length_sorted_batches([feature_length(f) for f in features], batch_size):
             batch = pad_collate([{k: v for k, v in features[i].items() if k != "labels"} for i in idx], pad_token_id)
-            with autocast:
+            with precision_context(str(device), precision):
                 logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu().numpy()
             for row, i in zip(logits, idx):  # token logits (T, L): cut the batch's padding
                 out[i] = row[:feature_length(features[i])] if row.ndim == 2 else row

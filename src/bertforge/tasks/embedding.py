@@ -15,6 +15,7 @@ import torch
 from bertforge.models.bert.modeling import BertModel, mean_pool
 from bertforge.inference import PRECISIONS, check_device, check_precision, precision_context, prepare_model, progress_bar
 from bertforge.tokenizer.tokenizer import Tokenizer
+from bertforge.data.batching import length_sorted_batches
 
 __all__ = ["PRECISIONS", "SentenceEncoder"]
 
@@ -51,11 +52,9 @@ class SentenceEncoder:
         if isinstance(sentences, str):
             raise TypeError("encode() takes a list of sentences, not one str")
         lengths = [len(self.tokenizer.tokenize(s)) for s in sentences]
-        order = sorted(range(len(sentences)), key=lengths.__getitem__)
         out = torch.empty(len(sentences), self.config.hidden_size)
         with progress_bar(len(sentences), "embedding", progress, unit="sentence") as bar:
-            for i in range(0, len(order), self.batch_size):
-                idx = order[i : i + self.batch_size]
+            for idx in length_sorted_batches(lengths, self.batch_size):
                 batch = self.tokenizer.encode_batch([sentences[k] for k in idx], max_length=self.max_length,
                                                     truncation=True, padding="longest", return_tensors="pt")
                 ids, am = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)

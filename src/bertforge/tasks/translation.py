@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
+from bertforge.data.batching import length_sorted_batches
 from bertforge.data.translation import (TOY_SYMBOLS, TokenBatchLoader, TranslationCollator, decode_ids, encode_pairs,
                                encode_text, exact_match, multi30k, parallel_files, read_parallel, toy_pairs)
 from bertforge.models.seq2seq.decoding import beam_search, greedy_decode
@@ -66,12 +67,10 @@ class Translator:
     def translate_ids(self, sources: Sequence[list[int]], beam_size: int = 1, alpha: float = 0.6,
                       batch_size: int = 64, use_cache: bool = True) -> list[list[int]]:
         """Source id lists (no specials) -> target id lists, in batches of similar length."""
-        order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
         out: list[list[int]] = [[] for _ in sources]
         max_src = self.model.config.max_position - 1
         device = next(self.model.parameters()).device
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
+        for idx in length_sorted_batches([len(s) for s in sources], batch_size):
             batch = {k: v.to(device) for k, v in self.collate.source([sources[i][:max_src - 1] for i in idx]).items()}
             if beam_size == 1:
                 hyps = greedy_decode(self.model, **batch, use_cache=use_cache)

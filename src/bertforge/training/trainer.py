@@ -60,6 +60,7 @@ from torch import nn
 
 from bertforge.training.schedules import SCHEDULES, make_scheduler
 from bertforge.errors import BertforgeError
+from bertforge.inference import precision_context
 from bertforge.training.callbacks import Callback, default_callbacks
 from bertforge.training.state import (STATE_NAME, claim_run_dir, list_checkpoints, load_model, plot_metrics,
                                       rng_state, save_model, set_rng_state, truncate_metrics)
@@ -240,8 +241,7 @@ class Trainer:
             total = total.cpu()
         # DDP averages gradients over ranks, hence the world_size factor: sum_r sum_i w_i L_i / total.
         scale = weights * self.world_size / total
-        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.config.precision == "bf16"
-                    else nullcontext())
+        autocast = precision_context(str(self.device), self.config.precision)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         for i, batch in enumerate(micro_batches):
             last = i == len(micro_batches) - 1
