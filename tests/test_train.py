@@ -160,7 +160,8 @@ def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypat
         raise OSError("disk full")
 
     monkeypatch.setattr(train_mod.torch, "save", crash)
-    with pytest.raises(OSError):
+    from bertforge.errors import BertforgeError
+    with pytest.raises(BertforgeError, match="disk full"):  # one clear line (issue 15), was the raw OSError
         t.train()
     monkeypatch.setattr(train_mod.torch, "save", real_save)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-2"]
