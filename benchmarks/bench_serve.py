@@ -11,8 +11,8 @@ For each torch thread count, three servers answer with the shipped QA model, eac
      running the model at once in N threads.
 All get the same requests (SQuAD v1.1 dev, first question of spread-out paragraphs, the paragraph or
 only the sentence holding the answer as the context; the bundled demo passage when the shared data is
-absent) at each concurrency, interleaved A B C C B A (half the requests per run) so they see the same
-machine load. Reported per level: requests/s, latency p50/p95/p99 (seconds, queueing included), the
+absent) at each concurrency, interleaved in slices of 4 x the concurrency (A B C, C B A, A B C, ...)
+so they see the same machine load. Reported per level: requests/s, latency p50/p95/p99 (seconds, queueing included), the
 mean group A formed, errors, the ratios A/B and A/C, and whether B and C answered as A did; then each
 server's resident memory after warm-up, after all the load, and its peak.
 """
@@ -65,6 +65,17 @@ def requests_pool(n: int, contexts: str = "paragraph") -> tuple[list[dict], str]
     return bodies, "the bundled demo passage (shared SQuAD data not found)"
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the benchmark dies, so no server outlives it (Linux prctl)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 # ---- a server process ---------------------------------------------------------------------------
 
 class Server:
@@ -81,7 +92,7 @@ class Server:
 
     def __init__(self, cmd: list[str]):
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=_die_with_parent)
         self.log: list[str] = []
         self.url = ""
         for line in self.proc.stderr:
@@ -93,6 +104,11 @@ class Server:
         if not self.url:
             raise RuntimeError("the server did not start:\n" + "".join(self.log))
         threading.Thread(target=lambda: [None for _ in self.proc.stderr], daemon=True).start()
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far, all its threads (Linux /proc)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def memory_mb(self) -> dict:
         """Resident set now and at its peak (Linux /proc)."""
@@ -159,28 +175,34 @@ def percentile(xs: list[float], q: float) -> float:
 
 
 def level(servers: dict[str, Server], bodies: list[dict], concurrency: int) -> dict:
-    """Every system twice on half the requests, in the order A B C C B A; each system's totals."""
-    half = len(bodies) // 2
-    parts = [bodies[:half], bodies[half:]]
+    """Every system on the same slices of the requests, in the order A B C, then C B A on the next slice,
+    and so on: each system samples the same minutes of a noisy shared machine. A slice holds 4 x the
+    concurrency (at least 8 requests), so most of it runs at full concurrency; at least 2 slices."""
+    size = max(8, 4 * concurrency)
+    n = max(len(bodies), 2 * size)
+    bodies = (bodies * (n // len(bodies) + 1))[:n]
     names = list(servers)
-    acc = {k: {"seconds": 0.0, "lat": [], "answers": [], "errors": 0} for k in names}
+    acc = {k: {"seconds": 0.0, "cpu": 0.0, "lat": [], "answers": [], "errors": 0} for k in names}
     before = servers["A"].batching()
-    for i, name in enumerate(names + names[::-1]):
-        seconds, lat, answers, errors = run(servers[name], parts[i // len(names)], concurrency)
-        slot = acc[name]
-        slot["seconds"] += seconds
-        slot["lat"] += lat
-        slot["errors"] += errors
-        slot["answers"] += answers
+    for k, start in enumerate(range(0, n, size)):
+        part = bodies[start:start + size]
+        for name in (names if k % 2 == 0 else names[::-1]):
+            cpu = servers[name].cpu_seconds()
+            seconds, lat, answers, errors = run(servers[name], part, concurrency)
+            slot = acc[name]
+            slot["cpu"] += servers[name].cpu_seconds() - cpu
+            slot["seconds"] += seconds
+            slot["lat"] += lat
+            slot["errors"] += errors
+            slot["answers"] += answers
     after = servers["A"].batching()
-    out = {}
+    out = {"requests": n}
     for name in names:
         slot = acc[name]
-        out[name] = {"req_s": len(bodies) / slot["seconds"], "p50": percentile(slot["lat"], 0.50),
+        out[name] = {"req_s": n / slot["seconds"], "cpu_ms": 1000 * slot["cpu"] / n, "p50": percentile(slot["lat"], 0.50),
                      "p95": percentile(slot["lat"], 0.95), "p99": percentile(slot["lat"], 0.99),
                      "errors": slot["errors"],
-                     "same_as_A": sum(x == y and x is not None for x, y in zip(slot["answers"], acc["A"]["answers"]))
-                     / len(bodies)}
+                     "same_as_A": sum(x == y and x is not None for x, y in zip(slot["answers"], acc["A"]["answers"])) / n}
     calls = after["batches"] - before["batches"]
     out["A"]["mean_batch"] = (after["jobs"] - before["jobs"]) / calls if calls else 0.0
     return out
@@ -222,8 +244,12 @@ def naive_server(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the `finally`s: stop the servers
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--requests", type=int, default=192, help="requests per concurrency level and system")
+    ap.add_argument("--requests", type=int, default=192,
+                    help="requests per concurrency level and system (at least 8 x the concurrency are sent)")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     ap.add_argument("--threads", type=int, nargs="+", default=[os.cpu_count() or 1, 1],
                     help="torch threads of the servers (default: all cores, then 1)")
@@ -262,16 +288,18 @@ def main() -> None:
             others = [n for n in servers if n != "A"]
             print(f"\n## torch threads = {threads}   (A: --max-batch {args.max_batch} --max-wait-ms "
                   f"{args.max_wait_ms}; B: --max-batch 1; C: a thread per request)\n")
-            print("| concurrency | " + " | ".join(f"{n} req/s" for n in servers) + " | "
+            print("| concurrency (requests) | " + " | ".join(f"{n} req/s" for n in servers) + " | "
                   + " | ".join(f"A/{n}" for n in others) + " | "
+                  + " | ".join(f"{n} CPU ms/req" for n in servers) + " | "
                   + " | ".join(f"{n} p50 / p95 / p99 s" for n in servers) + " | A mean group | errors | same answers as A |")
-            print("|---" * (2 + 2 * len(servers) + len(others) + 1) + "|")
+            print("|---" * (4 + 3 * len(servers) + len(others)) + "|")
             for c in args.concurrency:
                 r = level(servers, bodies, c)
                 results["levels"][f"threads={threads} c={c}"] = r
                 A = r["A"]
-                print(f"| {c} | " + " | ".join(f"{r[n]['req_s']:.1f}" for n in servers) + " | "
+                print(f"| {c} ({r['requests']}) | " + " | ".join(f"{r[n]['req_s']:.1f}" for n in servers) + " | "
                       + " | ".join(f"{A['req_s'] / r[n]['req_s']:.2f}x" for n in others) + " | "
+                      + " | ".join(f"{r[n]['cpu_ms']:.0f}" for n in servers) + " | "
                       + " | ".join(f"{r[n]['p50']:.2f} / {r[n]['p95']:.2f} / {r[n]['p99']:.2f}" for n in servers)
                       + f" | {A['mean_batch']:.1f} | " + "/".join(str(r[n]["errors"]) for n in servers) + " | "
                       + "/".join(f"{100 * r[n]['same_as_A']:.0f}%" for n in others) + " |", flush=True)

@@ -8,6 +8,7 @@ screenshot to DIR/serve_page.png (how docs/img/serve_page.png is made).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,7 +145,7 @@ def test_ask_shows_the_answers_and_highlights_the_best(page, reference_qa, tmp_p
     assert page.inner_text("#answer-mark") == want[0].text
     assert page.inner_text("#context-view") == passage.strip("\n") or page.inner_text("#context-view") == passage
     assert "selected" in items.nth(0).get_attribute("class")
-    page.wait_for_selector("#health:has-text('requests in')")
+    page.locator("#health", has_text=re.compile(r"served · [1-9]")).wait_for()  # refreshed after the answer
     page.locator("#context").evaluate("e => { e.scrollTop = 0; }")
     screenshot(page, tmp_path)
     items.nth(1).click()  # another answer: its span is highlighted instead
@@ -208,7 +209,7 @@ def test_my_documents_show_the_source(page):
     assert page.inner_text("#view-title") == "In your documents"
 
 
-def test_the_attention_tab_draws_the_explorer(page, server):
+def test_the_attention_tab_draws_the_explorer(page, server, tmp_path):
     text = "The cat sat on the mat because it was tired."
     data = httpx.post(server + "/api/attention", json={"text": text}, timeout=60).json()
     T = len(data["tokens"])
@@ -230,6 +231,7 @@ def test_the_attention_tab_draws_the_explorer(page, server):
     assert [float(s.rsplit(": ", 1)[1]) for s in shades] == pytest.approx(mean, abs=2e-4)
     frame.locator("#tokens span").nth(cat).hover()
     assert "\u201ccat\u201d attends most to" in frame.locator("#info").inner_text()
+    screenshot(page, tmp_path, "serve_attention.png")
     frame.locator("#layer").select_option("5")
     frame.locator("#head").select_option("3")
     first = frame.locator("#grid tr").nth(1).locator("td").first.get_attribute("title")

@@ -81,4 +81,5 @@ def run(args: argparse.Namespace) -> int:
     serve_forever(app, args.host, args.port,
                   announce=lambda url: say(f"models loaded in {time.perf_counter() - started:.1f} s; "
                                            f"open {url}/ (Ctrl-C to stop)"))
+    say("stopped")
     return 0
