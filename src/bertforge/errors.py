@@ -10,3 +10,19 @@ from __future__ import annotations
 
 class BertforgeError(ValueError):
     """A user error with a message that says how to fix it."""
+
+
+def require(module: str, extra: str, package: str | None = None):
+    """Import an optional dependency, or raise a BertforgeError saying which extra installs it.
+
+    >>> require("sacrebleu.metrics", "translation")   # the module, or:
+    BertforgeError: BLEU needs sacrebleu: pip install 'bertforge[translation]' (or pip install sacrebleu)
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        name = package or module.split(".")[0]
+        raise BertforgeError(f"this needs {name}, which is not installed: pip install 'bertforge[{extra}]' "
+                             f"(or pip install {name})") from None

@@ -12,13 +12,16 @@ import html
 import json
 import math
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from torch import Tensor
 
+from bertforge.errors import require
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 from bertforge.fileio import atomic_path, atomic_write_text
 from bertforge.nn import combine_masks, look_ahead_mask, padding_mask, sinusoidal_positional_encoding
 
@@ -100,6 +103,7 @@ def attention_figure(attn, tokens: Sequence[str], heads: Optional[Sequence[int]]
     rows = math.ceil(n / cols)
     T = len(tokens)
     cell = max(2.6, 0.28 * T) if n == 1 else max(2.2, 0.17 * T)
+    Figure = require("matplotlib.figure", "plots").Figure  # optional: the pictures extra
     fig = Figure(figsize=(cell * cols + 1.0, cell * rows + 0.6), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
     for k, ax in enumerate(axes.flat):
@@ -218,6 +222,7 @@ def positional_encoding_figure(max_len: int = 64, d_model: int = 128,
     check_memory(40.0 * max_len * d_model, f"a positional encoding of {max_len} positions x {d_model} dimensions",
                  "choose fewer positions or dimensions (e.g. 512 x 512)")
     pe = sinusoidal_positional_encoding(max_len, d_model).numpy()  # (max_len, d_model)
+    Figure = require("matplotlib.figure", "plots").Figure  # optional: the pictures extra
     fig = Figure(figsize=(12, 4.2), layout="constrained")
     ax_map, ax_curves = fig.subplots(1, 2, width_ratios=[1.3, 1])
     im = ax_map.imshow(pe, cmap="RdBu", vmin=-1, vmax=1, aspect="auto", interpolation="nearest")
@@ -259,6 +264,7 @@ def embedding_figure(kv, words: Sequence[str], title: str = "word vectors, PCA t
     if len(words) < 2:
         raise ValueError("choose at least two words")
     coords, _ = pca_2d(np.stack([kv[w] for w in words]))
+    Figure = require("matplotlib.figure", "plots").Figure  # optional: the pictures extra
     fig = Figure(figsize=(6.5, 5.5), layout="constrained")
     ax = fig.subplots()
     ax.scatter(coords[:, 0], coords[:, 1], s=18)
@@ -290,6 +296,7 @@ def masks_figure(attention_mask, row: int = 0) -> Figure:
               (pad, f"padding, example {row} (Q x K)", "key", "query"),
               (ahead, "look-ahead", "key", "query"),
               (combine_masks(pad, ahead), "padding AND look-ahead", "key", "query")]
+    Figure = require("matplotlib.figure", "plots").Figure  # optional: the pictures extra
     fig = Figure(figsize=(14, 3.8), layout="constrained")
     for ax, (m, title, xl, yl) in zip(fig.subplots(1, 4), panels):
         ax.imshow(m.numpy().astype(np.float32), cmap="Greys_r", vmin=0, vmax=1, interpolation="nearest")

@@ -24,7 +24,9 @@ class BleuResult:
 def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str], lowercase: bool = False,
                 tokenize: str = "13a") -> BleuResult:
     """sacreBLEU corpus BLEU of detokenised `hypotheses` against one reference each."""
-    from sacrebleu.metrics import BLEU
+    from bertforge.errors import require
+
+    BLEU = require("sacrebleu.metrics", "translation", "sacrebleu").BLEU
 
     if isinstance(hypotheses, str) or isinstance(references, str):
         raise TypeError("hypotheses and references must be sequences of strings, not one string")

@@ -16,13 +16,9 @@ _PIP = {"sklearn": "scikit-learn", "scipy": "scipy", "seqeval": "seqeval"}
 
 def _lib(module: str):
     """Import `module` (e.g. 'sklearn.metrics'), or say how to install the fine-tuning extras."""
-    import importlib
+    from bertforge.errors import require
 
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        pkg = _PIP[module.split(".")[0]]
-        raise ImportError(f"this metric needs {pkg}: pip install 'bertforge[finetune]' (or pip install {pkg})") from e
+    return require(module, "finetune", _PIP[module.split(".")[0]])
 
 
 def _check(pred: Sequence, ref: Sequence) -> None:

@@ -75,8 +75,9 @@ def evaluate_lm(model: GPTLMHeadModel, blocks: Sequence[dict[str, Any]], batch_s
 
 def plot_perplexity(metrics_path: str | Path, png_path: str | Path) -> bool:
     """Held-out perplexity against steps (log scale) from a metrics.jsonl; False when there is none yet."""
-    import matplotlib
-    matplotlib.use("Agg")
+    from bertforge.errors import require
+
+    require("matplotlib", "plots").use("Agg")
     import matplotlib.pyplot as plt
 
     from bertforge.fileio import atomic_path

@@ -10,6 +10,7 @@ adds `default_callbacks()`: heap trimming on CPU and the loss plot.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -47,12 +48,21 @@ class TrimHeap(Callback):
 
 
 class PlotMetrics(Callback):
-    """Redraw out_dir/loss.png from metrics.jsonl at every checkpoint (rank 0; needs matplotlib)."""
+    """Redraw out_dir/loss.png from metrics.jsonl at every checkpoint (rank 0; skipped with one warning
+    when matplotlib, an optional extra, is not installed)."""
+
+    warned = False
 
     def on_save(self, trainer: "Trainer", path: Path) -> None:
+        from bertforge.errors import BertforgeError
         from bertforge.training.state import plot_metrics
 
-        plot_metrics(trainer.out_dir / "metrics.jsonl", trainer.out_dir / "loss.png")
+        try:
+            plot_metrics(trainer.out_dir / "metrics.jsonl", trainer.out_dir / "loss.png")
+        except BertforgeError as e:  # matplotlib is optional: the run goes on without its picture
+            if not self.warned:
+                logging.getLogger("bertforge").warning("no loss.png: %s", e)
+                self.warned = True
 
 
 class CpuBudget(Callback):

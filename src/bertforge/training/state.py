@@ -129,8 +129,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def plot_metrics(metrics_path: str | Path, png_path: str | Path) -> None:
     """Curves of a metrics.jsonl: losses (train, eval_*loss*) on the left; other eval metrics (accuracy,
     F1, ...; not perplexity) on the right when there are any. Written atomically."""
-    import matplotlib
-    matplotlib.use("Agg")
+    from bertforge.errors import require
+
+    require("matplotlib", "plots").use("Agg")
     import matplotlib.pyplot as plt
 
     from bertforge.fileio import atomic_path
