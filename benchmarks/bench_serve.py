@@ -57,11 +57,10 @@ def requests_pool(n: int, contexts: str = "paragraph") -> tuple[list[dict], str]
             context = p["context"] if contexts == "paragraph" else sentence_of(p["context"], qa["answers"][0]["answer_start"])
             bodies.append({"question": qa["question"], "context": context, "top_k": 1})
         return bodies, f"SQuAD v1.1 dev, {len(bodies)} {contexts}s (first question of each paragraph)"
-    sys.path.insert(0, str(ROOT / "src"))
-    from bertforge.cli.demo import ASSETS, QUESTIONS
-
-    passage = (ASSETS / "demo_passage.txt").read_text(encoding="utf-8")
-    bodies = [{"question": QUESTIONS[i % len(QUESTIONS)], "context": passage, "top_k": 1} for i in range(n)]
+    passage = (ROOT / "src" / "bertforge" / "assets" / "demo_passage.txt").read_text(encoding="utf-8")
+    questions = ["When was the Transformer introduced?", "What does BERT stand for?", "Who published BERT?",
+                 "How many encoder layers does the base Transformer have?"]
+    bodies = [{"question": questions[i % len(questions)], "context": passage, "top_k": 1} for i in range(n)]
     return bodies, "the bundled demo passage (shared SQuAD data not found)"
 
 
@@ -90,9 +89,12 @@ class Server:
     def naive(cls, threads: int, extra: list[str]) -> "Server":
         return cls([sys.executable, __file__, "--naive-server", "--threads", str(threads), *extra])
 
+    wait_policy = "PASSIVE"  # OMP_WAIT_POLICY of every server (the CLI's default; C gets it too)
+
     def __init__(self, cmd: list[str]):
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_WAIT_POLICY": self.wait_policy}
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=_die_with_parent)
+                                     env=env, preexec_fn=_die_with_parent)
         self.log: list[str] = []
         self.url = ""
         for line in self.proc.stderr:
@@ -260,17 +262,21 @@ def main() -> None:
     ap.add_argument("--contexts", default="paragraph", choices=("paragraph", "sentence"),
                     help="the whole SQuAD paragraph, or only the sentence holding the answer")
     ap.add_argument("--systems", default="ABC", help="which of A B C to run (A is always run)")
+    ap.add_argument("--omp-wait-policy", default="PASSIVE", choices=("PASSIVE", "ACTIVE"),
+                    help="OpenMP threads sleep (PASSIVE, what `bertforge` sets) or spin (ACTIVE) while they wait")
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench_serve.json"))
     ap.add_argument("--naive-server", action="store_true", help=argparse.SUPPRESS)  # system C's process
     args = ap.parse_args()
     if args.naive_server:
         return naive_server(args)
 
+    Server.wait_policy = args.omp_wait_policy
     bodies, source = requests_pool(args.requests, args.contexts)
     chars = sum(len(b["context"]) for b in bodies) / len(bodies)
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs ({platform.processor() or 'cpu'}), "
           f"load average {os.getloadavg()[0]:.2f} at start")
-    print(f"requests: {source}, contexts {chars:.0f} characters on average; {args.requests} per level and system")
+    print(f"requests: {source}, contexts {chars:.0f} characters on average; {args.requests} per level and system; "
+          f"OMP_WAIT_POLICY={args.omp_wait_policy}")
     extra = ["--precision", args.precision] + (["--model", args.model] if args.model else [])
     results = {"machine": platform.platform(), "cpus": os.cpu_count(), "source": source, "avg_chars": chars,
                "levels": {}}

@@ -41,6 +41,18 @@ SHORT_PAIRS = [(q, c) for c, qs in [
     ("The Amazon flows through Peru, Colombia and Brazil before it reaches the Atlantic Ocean.",
      ["Which ocean does the Amazon reach?", "Which countries does the Amazon flow through?"]),
 ] for q in qs]
+# The bundled demo passage (what `make demo` reads) and questions about it.
+DEMO_QUESTIONS = ["When was the Transformer introduced?", "What does BERT stand for?", "Who published BERT?",
+                  "What fraction of the tokens are hidden in masked language modelling?",
+                  "How many encoder layers does the base Transformer have?"]
+
+
+def demo_passage() -> str:
+    from bertforge.serve.app import DEMO_PASSAGE
+
+    return DEMO_PASSAGE.read_text(encoding="utf-8")
+
+
 EXPECTED = {"Who is the tower named after?": "Gustave Eiffel", "Who was her husband?": "Pierre Curie",
             "Who created Python?": "Guido van Rossum", "When was Python first released?": "1991"}
 

@@ -7,14 +7,12 @@ import pytest
 
 from bertforge.serve import Engine, ServeConfig, create_app
 
-from .helpers import EXPECTED, PAIRS, post_all, same_answers
+from .helpers import DEMO_QUESTIONS, EXPECTED, PAIRS, demo_passage, post_all, same_answers
 
 
 def test_batched_answers_equal_one_by_one_answers(real_qa, reference_qa):
-    from bertforge.cli.demo import ASSETS, QUESTIONS
-
-    demo = (ASSETS / "demo_passage.txt").read_text(encoding="utf-8")
-    pairs = PAIRS + [(q, demo) for q in QUESTIONS]  # paragraphs of 250-1000 characters
+    demo = demo_passage()
+    pairs = PAIRS + [(q, demo) for q in DEMO_QUESTIONS]  # paragraphs of 250-1000 characters
     top_ks = [1 + i % 3 for i in range(len(pairs))]  # mixed top_k in one group
     app = create_app(Engine(qa=real_qa), ServeConfig(max_wait_ms=500))
     rs = post_all(app, "/api/qa", [{"question": q, "context": c, "top_k": k} for (q, c), k in zip(pairs, top_ks)])

@@ -19,7 +19,7 @@ import pytest
 
 from bertforge.serve import DocsBackend, Engine, ServeConfig, create_app, serve_in_thread
 
-from .helpers import PARAGRAPHS
+from .helpers import PARAGRAPHS, demo_passage
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -131,9 +131,7 @@ def screenshot(page, tmp_path: Path, name: str = "serve_page.png") -> Path:
 
 
 def test_ask_shows_the_answers_and_highlights_the_best(page, reference_qa, tmp_path):
-    from bertforge.cli.demo import ASSETS
-
-    passage = (ASSETS / "demo_passage.txt").read_text(encoding="utf-8")
+    passage = demo_passage()
     question = "What does BERT stand for?"
     ask(page, passage, question, top_k=3)
     want = reference_qa.answer(question, passage, top_k=3)

@@ -411,12 +411,13 @@ def create_app(engine: Engine, config: ServeConfig = ServeConfig(),
     return app
 
 
+DEMO_PASSAGE = Path(__file__).resolve().parents[1] / "assets" / "demo_passage.txt"  # the one `make demo` reads
+
+
 def _example() -> Optional[dict]:
     """The bundled demo passage and a question about it: the page starts with them filled in."""
-    from bertforge.cli.demo import ASSETS, QUESTIONS
-
     try:
-        return {"context": (ASSETS / "demo_passage.txt").read_text(encoding="utf-8"), "question": QUESTIONS[1]}
+        return {"context": DEMO_PASSAGE.read_text(encoding="utf-8"), "question": "What does BERT stand for?"}
     except OSError:
         return None
 
