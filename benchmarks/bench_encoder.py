@@ -38,8 +38,8 @@ def forward_flops(config, batch: int, seq: int) -> float:
 def main() -> None:
     import transformers
 
-    from bertforge.models.bert.modeling import BertModel
     from bertforge.models.bert.checkpoint import minilm_path
+    from bertforge.models.bert.modeling import BertModel
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=7)

@@ -24,7 +24,6 @@ import statistics
 import tempfile
 import time
 from contextlib import nullcontext
-from pathlib import Path
 
 import torch
 

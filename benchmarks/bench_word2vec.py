@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
+from bertforge.models.word2vec.evaluation import GENSIM_FILES, evaluate_analogies, evaluate_word_pairs, gensim_test_file
 from bertforge.models.word2vec.keyed_vectors import KeyedVectors
 from bertforge.models.word2vec.model import Word2Vec, Word2VecConfig, read_sentences
-from bertforge.models.word2vec.evaluation import GENSIM_FILES, evaluate_analogies, evaluate_word_pairs, gensim_test_file
 
 
 def data_dir() -> Path:

@@ -28,9 +28,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from bertforge.models.bert.checkpoint import minilm_path  # noqa: E402
-from bertforge.data.squad import collate, length_bucketed_batches, read_squad  # noqa: E402
 from bertforge.data.loader import ResumableLoader  # noqa: E402
+from bertforge.data.squad import collate, length_bucketed_batches, read_squad  # noqa: E402
+from bertforge.models.bert.checkpoint import minilm_path  # noqa: E402
 from bertforge.qa_recipe import build_split  # noqa: E402
 from bertforge.tasks.qa.train import QATrainConfig, evaluate_squad, training_features  # noqa: E402
 from bertforge.tokenizer.tokenizer import Tokenizer  # noqa: E402

@@ -48,8 +48,12 @@ def same_blanks(bert, gpt, tok, heldout: Path, rows: int = 256, seq: int = 128) 
     """BERT (both sides) and GPT (left side) on the very same masked tokens of held-out rows."""
     import tempfile
 
-    from bertforge.data.pretraining import (MaskingConfig, PretrainingCollator, PretrainingDataset,
-                                            build_pretraining_data)
+    from bertforge.data.pretraining import (
+        MaskingConfig,
+        PretrainingCollator,
+        PretrainingDataset,
+        build_pretraining_data,
+    )
 
     with tempfile.TemporaryDirectory() as d:
         build_pretraining_data(heldout, tok, Path(d) / "eval", max_seq_length=seq, nsp=False, seed=0)

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import shutil
 import statistics
@@ -165,8 +164,15 @@ def attention_summary(model, tok, batches) -> list[dict]:
 def finetune_sst2(model_dir: Path, data_dir: Path, out_dir: Path, seed: int, s: Settings) -> dict[str, Any]:
     """SST-2 on a fixed subset; returns dev accuracy and the per-head accuracy change without each head."""
     from bertforge.analysis.heads import ablate_each_head
-    from bertforge.tasks.classification import (KINDS, FinetuneSettings, evaluate_features, finetune,
-                                                finetune_train_config, glue_task_data, load_finetuned)
+    from bertforge.tasks.classification import (
+        KINDS,
+        FinetuneSettings,
+        evaluate_features,
+        finetune,
+        finetune_train_config,
+        glue_task_data,
+        load_finetuned,
+    )
 
     data = glue_task_data("sst2", data_dir / "glue")
     train = list(data.train)

@@ -136,11 +136,10 @@ def cmd_finish(args: argparse.Namespace) -> None:
 
     import torch
 
+    from bertforge.data.squad import read_squad
     from bertforge.models.bert.heads import BertForQuestionAnswering
     from bertforge.tasks.qa.answerer import NULL_THRESHOLD_KEY, QuestionAnswerer
     from bertforge.tasks.qa.decode import find_best_null_threshold
-    from bertforge.metrics.squad import gold_answers
-    from bertforge.data.squad import read_squad
 
     model_dir, fp16 = args.out / "model", args.out / "model-fp16"
     model = BertForQuestionAnswering.from_pretrained(model_dir)

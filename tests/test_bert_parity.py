@@ -6,9 +6,9 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from bertforge.models.bert.modeling import BertModel, mean_pool  # noqa: E402
 from bertforge.models.bert.checkpoint import CheckpointMismatchError, from_hf_key, to_hf_key  # noqa: E402
 from bertforge.models.bert.config import BertConfig  # noqa: E402
+from bertforge.models.bert.modeling import BertModel, mean_pool  # noqa: E402
 
 SENTENCES = [
     "Hi.",

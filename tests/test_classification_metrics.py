@@ -6,8 +6,16 @@ import math
 import numpy as np
 import pytest
 
-from bertforge.metrics.classification import (accuracy, classification_scores, entity_scores, f1, macro_f1,
-                                              matthews, multilabel_scores, pearson_spearman)
+from bertforge.metrics.classification import (
+    accuracy,
+    classification_scores,
+    entity_scores,
+    f1,
+    macro_f1,
+    matthews,
+    multilabel_scores,
+    pearson_spearman,
+)
 
 REF = [1, 1, 1, 0, 0, 0, 1, 0]
 PRED = [1, 0, 1, 0, 1, 0, 1, 1]  # tp 3, fn 1, tn 2, fp 2

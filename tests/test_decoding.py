@@ -8,8 +8,8 @@ import torch
 
 from bertforge.data.translation import TokenBatchLoader, TranslationCollator, exact_match, toy_sequences
 from bertforge.models.seq2seq.decoding import beam_search, greedy_decode, length_penalty
-from bertforge.training.schedules import noam
 from bertforge.models.seq2seq.model import Seq2SeqConfig, Seq2SeqTransformer
+from bertforge.training.schedules import noam
 from bertforge.training.trainer import TrainConfig, Trainer
 
 PAD, BOS, EOS, FIRST = 0, 2, 3, 5  # ids below FIRST are special, as in a BERT vocabulary

@@ -9,17 +9,16 @@ from collections import Counter
 
 import pytest
 import torch
-
 from conftest import require_data
 
 import bertforge.tasks.classification as ft
-from bertforge.models.bert.modeling import BertModel
 from bertforge.cli.main import main as cli
-from bertforge.models.bert.config import BertConfig
 from bertforge.data.batching import BucketedLoader, pad_collate
 from bertforge.data.choice import ChoiceExample
 from bertforge.data.classify import TextExample
 from bertforge.data.ner import TaggedSentence
+from bertforge.models.bert.config import BertConfig
+from bertforge.models.bert.modeling import BertModel
 
 QUICK = dict(progress=False, patience=None)  # TrainConfig fields of the quick runs
 

@@ -32,7 +32,7 @@ def _one_thread(one_thread):
     yield
 
 
-def hf_gpt2(seed: int = 0, **overrides) -> "transformers.GPT2LMHeadModel":
+def hf_gpt2(seed: int = 0, **overrides) -> transformers.GPT2LMHeadModel:
     torch.manual_seed(seed)
     return transformers.GPT2LMHeadModel(transformers.GPT2Config(**{**SHAPE, **NO_DROPOUT, **overrides})).eval()
 

@@ -10,8 +10,15 @@ transformers = pytest.importorskip("transformers")
 
 from bertforge.models.bert.checkpoint import load_state_into  # noqa: E402
 from bertforge.models.bert.config import BertConfig  # noqa: E402
-from bertforge.models.bert.heads import (BertForMultipleChoice, BertForSequenceClassification,  # noqa: E402
-                             BertForTokenClassification, id2label, num_labels, problem_type, set_labels)
+from bertforge.models.bert.heads import (  # noqa: E402
+    BertForMultipleChoice,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    id2label,
+    num_labels,
+    problem_type,
+    set_labels,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

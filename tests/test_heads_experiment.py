@@ -10,13 +10,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import require_data
 
-from bertforge.analysis.heads import (ablate_each_head, attention_entropy, head_roles, keep_one_head_per_layer,
-                                      main_role, masked_heads)
+from bertforge.analysis.heads import (
+    ablate_each_head,
+    attention_entropy,
+    head_roles,
+    keep_one_head_per_layer,
+    main_role,
+    masked_heads,
+)
 from bertforge.models.bert.config import BertConfig
 from bertforge.models.bert.modeling import BertModel
-
-from conftest import require_data
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "heads_experiment.py"
 

@@ -6,10 +6,21 @@ import math
 import pytest
 import torch
 
-from bertforge.nn import (Decoder, Encoder, EncoderLayer, KVCache, MultiHeadAttention,
-                              PositionwiseFeedForward, SinusoidalPositionalEncoding, TokenEmbedding,
-                              combine_masks, look_ahead_mask, padding_mask, scaled_dot_product_attention,
-                              sinusoidal_positional_encoding)
+from bertforge.nn import (
+    Decoder,
+    Encoder,
+    EncoderLayer,
+    KVCache,
+    MultiHeadAttention,
+    PositionwiseFeedForward,
+    SinusoidalPositionalEncoding,
+    TokenEmbedding,
+    combine_masks,
+    look_ahead_mask,
+    padding_mask,
+    scaled_dot_product_attention,
+    sinusoidal_positional_encoding,
+)
 
 
 def test_positional_encoding_equals_formula():

@@ -6,9 +6,20 @@ import random
 import numpy as np
 import pytest
 
-from bertforge.data.pretraining import (IGNORE_INDEX, MaskingConfig, PretrainingCollator, PretrainingDataset,
-                                        VocabInfo, build_pretraining_data, create_nsp_instances, mask_tokens,
-                                        pack_sentences, read_documents, split_sentences, truncate_seq_pair)
+from bertforge.data.pretraining import (
+    IGNORE_INDEX,
+    MaskingConfig,
+    PretrainingCollator,
+    PretrainingDataset,
+    VocabInfo,
+    build_pretraining_data,
+    create_nsp_instances,
+    mask_tokens,
+    pack_sentences,
+    read_documents,
+    split_sentences,
+    truncate_seq_pair,
+)
 from bertforge.tokenizer.tokenizer import Tokenizer
 
 WORDS = [f"w{i}" for i in range(400)]

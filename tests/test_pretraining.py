@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import require_data
 
 from bertforge.cli.main import main as cli
 from bertforge.models.bert.config import BertConfig
 from bertforge.models.bert.pretraining import BertForMaskedLM, BertForPreTraining
-
-from conftest import require_data
 
 transformers = pytest.importorskip("transformers")
 
@@ -175,12 +174,17 @@ def test_ddp_two_processes_equal_one_process(tmp_path):
 
 def _real_run(tmp_path, minilm_dir, train_docs: int, steps: int, batch_size: int) -> tuple[dict, dict, float]:
     """Train the tiny config on Austen, evaluate on held-out text; also return the unigram baseline."""
-    from bertforge.data.pretraining import (MaskingConfig, PretrainingCollator, PretrainingDataset,
-                                            build_pretraining_data, read_documents)
     from bertforge.data.loader import ResumableLoader
+    from bertforge.data.pretraining import (
+        MaskingConfig,
+        PretrainingCollator,
+        PretrainingDataset,
+        build_pretraining_data,
+        read_documents,
+    )
     from bertforge.models.bert.pretraining import evaluate_pretraining
     from bertforge.tokenizer.tokenizer import Tokenizer
-    from bertforge.training.trainer import Trainer, TrainConfig
+    from bertforge.training.trainer import TrainConfig, Trainer
 
     corpus = require_data("corpus")
     tok = Tokenizer.from_pretrained(minilm_dir)

@@ -9,10 +9,10 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from bertforge.models.bert.modeling import BertModel  # noqa: E402
+from bertforge.data.squad import QAWindows  # noqa: E402
 from bertforge.models.bert.config import BertConfig  # noqa: E402
 from bertforge.models.bert.heads import BertForQuestionAnswering  # noqa: E402
-from bertforge.data.squad import QAWindows  # noqa: E402
+from bertforge.models.bert.modeling import BertModel  # noqa: E402
 from bertforge.tasks.qa.answerer import QuestionAnswerer, sentence_around  # noqa: E402
 
 

@@ -6,14 +6,20 @@ import json
 from collections import Counter
 
 import pytest
-
 from conftest import require_data
 
 from bertforge.data.choice import encode_choices, read_commonsenseqa, read_copa, read_swag
-from bertforge.data.classify import (encode_label, label_kind, label_list, read_classification_file)
+from bertforge.data.classify import encode_label, label_kind, label_list, read_classification_file
 from bertforge.data.glue import GLUE_TASKS, read_glue
-from bertforge.data.ner import (IGNORE_INDEX, TaggedSentence, align_labels, encode_tagged, read_conll, tag_list,
-                                word_predictions)
+from bertforge.data.ner import (
+    IGNORE_INDEX,
+    TaggedSentence,
+    align_labels,
+    encode_tagged,
+    read_conll,
+    tag_list,
+    word_predictions,
+)
 
 # glue/SOURCE.md: (train, dev, test) rows, header excluded
 GLUE_COUNTS = {"cola": (8551, 1043, 1063), "sst2": (67349, 872, 1821), "mrpc": (3668, 408, 1725),

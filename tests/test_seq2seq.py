@@ -6,14 +6,22 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import require_data
 
-from bertforge.data.translation import (IGNORE_INDEX, TokenBatchLoader, TranslationCollator, detokenize,
-                                        merge_wordpieces, read_parallel, token_batches, toy_pairs, toy_sequences)
-from bertforge.nn.losses import label_smoothed_cross_entropy
+from bertforge.data.translation import (
+    IGNORE_INDEX,
+    TokenBatchLoader,
+    TranslationCollator,
+    detokenize,
+    merge_wordpieces,
+    read_parallel,
+    token_batches,
+    toy_pairs,
+    toy_sequences,
+)
 from bertforge.metrics.bleu import corpus_bleu
 from bertforge.models.seq2seq.model import Seq2SeqConfig, Seq2SeqTransformer
-
-from conftest import require_data
+from bertforge.nn.losses import label_smoothed_cross_entropy
 
 V = 20
 
@@ -275,8 +283,8 @@ def test_translate_command_keeps_lines_aligned(tmp_path, monkeypatch, capsys):
     import io
 
     from bertforge.cli.main import main
-    from bertforge.tokenizer.tokenizer import SPECIAL_TOKENS, Tokenizer
     from bertforge.tasks.translation import Translator
+    from bertforge.tokenizer.tokenizer import SPECIAL_TOKENS, Tokenizer
 
     tok = Tokenizer(list(SPECIAL_TOKENS) + list("abcdefghij"), lowercase=True)
     torch.manual_seed(0)
@@ -303,8 +311,12 @@ def test_train_translation_copy_command_end_to_end(tmp_path, capsys):
 
 def test_train_translation_on_aligned_files_with_separate_vocabularies(tmp_path):
     """The recipe on a folder of <split>.<lang> files: vocabularies, Trainer, checkpoints that load as models."""
-    from bertforge.tasks.translation import (TranslationTrainConfig, Translator, train_translation,
-                                             translation_train_defaults)
+    from bertforge.tasks.translation import (
+        TranslationTrainConfig,
+        Translator,
+        train_translation,
+        translation_train_defaults,
+    )
 
     de = ["ein Hund läuft .", "zwei Männer sprechen .", "eine Frau liest ein Buch .", "ein Kind spielt ."] * 10
     en = ["a dog runs .", "two men talk .", "a woman reads a book .", "a child plays ."] * 10

@@ -4,8 +4,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bertforge.models.sequence_models import (NOTES_SENTENCES, MarkovModel, SkipSecondOrderModel, mask_from,
-                                       pair_feature_layer, train_attention_lm, train_attention_mask, words)
+from bertforge.models.sequence_models import (
+    NOTES_SENTENCES,
+    MarkovModel,
+    SkipSecondOrderModel,
+    mask_from,
+    pair_feature_layer,
+    train_attention_lm,
+    train_attention_mask,
+    words,
+)
 
 PROGRAM = "Check the program log and find out whether it ran"
 BATTERY = "Check the battery log and find out whether it ran"

@@ -9,16 +9,24 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import require_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import BertTokenizerFast
 from transformers.data.processors import squad as hf_squad
 
-from bertforge.data.squad import (SquadExample, collate, examples_to_features, improve_answer_span,
-                                  length_bucketed_batches, locate_answer, max_context_flags, read_squad,
-                                  window_starts)
+from bertforge.data.squad import (
+    SquadExample,
+    collate,
+    examples_to_features,
+    improve_answer_span,
+    length_bucketed_batches,
+    locate_answer,
+    max_context_flags,
+    read_squad,
+    window_starts,
+)
 from bertforge.metrics.squad import normalize_answer
-from conftest import require_data
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import json
 import os
 import random
 import unicodedata
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -36,7 +36,7 @@ def vocab_path() -> Path:
     return path
 
 
-@lru_cache(maxsize=None)
+@cache
 def hf_tokenizers():
     transformers = pytest.importorskip("transformers")
     v = str(vocab_path())
@@ -44,7 +44,7 @@ def hf_tokenizers():
             transformers.BertTokenizerFast(v, do_lower_case=True))
 
 
-@lru_cache(maxsize=None)
+@cache
 def ours() -> Tokenizer:
     return Tokenizer.from_vocab(vocab_path())
 

@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import bertforge.training.trainer as train_mod
-from bertforge.models.bert.heads import HeadOutput
 from bertforge.data.loader import ResumableLoader
+from bertforge.models.bert.heads import HeadOutput
 from bertforge.training.schedules import lr_lambda
-from bertforge.training.trainer import NonFiniteLossError, Trainer, TrainConfig, list_checkpoints, param_groups
+from bertforge.training.trainer import NonFiniteLossError, TrainConfig, Trainer, list_checkpoints, param_groups
 
 
 class Toy(nn.Module):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from bertforge.models.bert.modeling import BertModel
 from bertforge.models.bert.config import BertConfig
+from bertforge.models.bert.modeling import BertModel
 
 
 def _batch(lengths, T, vocab=30000, seed=0):

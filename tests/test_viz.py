@@ -12,8 +12,16 @@ import torch
 from bertforge.cli.main import main
 from bertforge.models.word2vec.keyed_vectors import KeyedVectors
 from bertforge.nn import combine_masks, look_ahead_mask, padding_mask
-from bertforge.viz import (attention_figure, attention_html, embedding_figure, masks_figure, model_attentions,
-                           pca_2d, positional_encoding_figure, save_figure)
+from bertforge.viz import (
+    attention_figure,
+    attention_html,
+    embedding_figure,
+    masks_figure,
+    model_attentions,
+    pca_2d,
+    positional_encoding_figure,
+    save_figure,
+)
 
 TEXT = "Check the battery log and find out whether it ran down please."
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -9,11 +9,27 @@ import pytest
 import torch
 
 from bertforge.cli.main import main
+from bertforge.models.word2vec.evaluation import (
+    evaluate_analogies,
+    evaluate_word_pairs,
+    gensim_test_file,
+    rankdata,
+    spearman,
+)
 from bertforge.models.word2vec.keyed_vectors import KeyedVectors
-from bertforge.models.word2vec.model import (Vocab, Word2Vec, Word2VecConfig, draw_negatives, keep_probabilities, negative_cdf,
-                                read_sentences, sgns_grad, sgns_loss, subsample_mask, tokenize)
-from bertforge.models.word2vec.evaluation import (evaluate_analogies, evaluate_word_pairs, gensim_test_file, rankdata, spearman)
-
+from bertforge.models.word2vec.model import (
+    Vocab,
+    Word2Vec,
+    Word2VecConfig,
+    draw_negatives,
+    keep_probabilities,
+    negative_cdf,
+    read_sentences,
+    sgns_grad,
+    sgns_loss,
+    subsample_mask,
+    tokenize,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest
 

@@ -16,9 +16,10 @@ import codecs
 import json
 import os
 import tempfile
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterator, Optional, Sequence
+from typing import IO, Any, Optional
 
 from bertforge.errors import BertforgeError
 

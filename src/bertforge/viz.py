@@ -11,8 +11,9 @@ from __future__ import annotations
 import html
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import torch
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 from bertforge.fileio import atomic_path, atomic_write_text
 from bertforge.nn import combine_masks, look_ahead_mask, padding_mask, sinusoidal_positional_encoding
-
 
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")  # what save_figure writes, by the file's extension
 MEMORY_BUDGET = 2 << 30  # bytes a picture may take while it is drawn; larger requests are refused up front

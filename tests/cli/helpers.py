@@ -11,9 +11,10 @@ import io
 import json
 import os
 import random
+from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 WORDS = ("the cat sat on a mat dog ran in park paris is capital of france who what where when good bad "
          "film plot was superb awful alice lives bob").split()
@@ -119,8 +120,12 @@ def make_models(root: Path) -> dict[str, Path]:
     """Every tiny model and data file the CLI tests use, under `root`, by name."""
     import torch
 
-    from bertforge.models.bert.heads import (BertForMultipleChoice, BertForQuestionAnswering,
-                                             BertForSequenceClassification, BertForTokenClassification)
+    from bertforge.models.bert.heads import (
+        BertForMultipleChoice,
+        BertForQuestionAnswering,
+        BertForSequenceClassification,
+        BertForTokenClassification,
+    )
     from bertforge.models.bert.modeling import BertModel
     from bertforge.models.bert.pretraining import BertForPreTraining
 

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from bertforge.retrieval import ChunkConfig, DocumentIndex, NO_ANSWER, Passage, ask_docs, ask_docs_many
+from bertforge.retrieval import NO_ANSWER, ChunkConfig, DocumentIndex, Passage, ask_docs, ask_docs_many
 from bertforge.retrieval.ask import _locate
 from bertforge.tasks.qa.answerer import Answer
 

@@ -2,13 +2,20 @@
 skipped with a reason (binary, bad encoding, too large, symlink loops, PDFs without text)."""
 from __future__ import annotations
 
-import os
 import sys
 
 import pytest
 
-from bertforge.retrieval.documents import (PDF_HINT, Skip, SourceFile, decode_text, html_to_text, read_bytes,
-                                           read_document, walk_folder)
+from bertforge.retrieval.documents import (
+    PDF_HINT,
+    Skip,
+    SourceFile,
+    decode_text,
+    html_to_text,
+    read_bytes,
+    read_document,
+    walk_folder,
+)
 
 from .helpers import pdf_bytes
 

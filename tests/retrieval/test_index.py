@@ -17,7 +17,7 @@ from bertforge.retrieval.index import PROBE
 from bertforge.retrieval.lexical import BM25Index
 from bertforge.retrieval.store import top_k
 
-from .conftest import DOCS, CountingEncoder, write_docs
+from .conftest import write_docs
 from .helpers import pdf_bytes
 
 pytestmark = pytest.mark.usefixtures("one_thread")

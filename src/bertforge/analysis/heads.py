@@ -25,8 +25,9 @@ Shapes: L layers, H heads, B batch, T tokens; attention probabilities are (B, H,
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -132,7 +133,6 @@ def head_roles(probs: Tensor, input_ids: Tensor, attention_mask: Tensor, cls_id:
     n_keys = attention_mask.sum(-1).clamp_min(1)[:, None, None].float()  # (B, 1, 1)
     peaked = p.amax(-1) >= 2.0 / n_keys  # (B, H, T): the top key stands out of a flat distribution
     i = torch.arange(T, device=probs.device)[None, None, :]
-    key_tok = input_ids.gather(1, top.flatten(1)).view(B, H, T)  # token at the argmax key
     punct = torch.zeros(int(input_ids.max()) + 1, dtype=torch.bool, device=probs.device)
     for t in punct_ids:
         if t < punct.numel():

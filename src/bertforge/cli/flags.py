@@ -22,8 +22,9 @@ import argparse
 import codecs
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 PRECISIONS = ("fp32", "bf16", "int8")  # inference; training autocast takes the first two
 TRAIN_PRECISIONS = ("fp32", "bf16")

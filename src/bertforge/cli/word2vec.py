@@ -101,8 +101,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from bertforge.models.word2vec.keyed_vectors import KeyedVectors
     from bertforge.models.word2vec.evaluation import evaluate_all
+    from bertforge.models.word2vec.keyed_vectors import KeyedVectors
 
     kv = KeyedVectors.load_word2vec_format(args.vectors)
     report = evaluate_all(kv, wordsim=args.wordsim, simlex=args.simlex, analogies=args.analogies,

@@ -10,12 +10,13 @@ run continues exactly (it is a `bertforge.loader.ResumableLoader`).
 from __future__ import annotations
 
 import random
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import torch
 
-from bertforge.data.loader import ResumableLoader
 from bertforge.data import IGNORE_INDEX
+from bertforge.data.loader import ResumableLoader
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int, seed: Optional[int] = None) -> list[list[int]]:

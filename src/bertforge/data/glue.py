@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from bertforge.fileio import open_text
 from bertforge.data.classify import TextExample
+from bertforge.fileio import open_text
 
 
 @dataclass(frozen=True)

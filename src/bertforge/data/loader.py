@@ -22,7 +22,8 @@ from __future__ import annotations
 import inspect
 import math
 import os
-from typing import Any, Callable, Iterator, Optional, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import torch

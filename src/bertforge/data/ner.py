@@ -10,13 +10,13 @@ the loss ignores. At prediction time each word takes the label predicted at its 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
-from bertforge.fileio import open_text
 from bertforge.data import IGNORE_INDEX  # noqa: F401 - re-exported
-
+from bertforge.fileio import open_text
 
 
 @dataclass

@@ -28,15 +28,16 @@ import json
 import logging
 import random
 import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import torch
 
-from bertforge.fileio import atomic_path, atomic_write_json, open_text
 from bertforge.data import IGNORE_INDEX  # noqa: F401 - re-exported
+from bertforge.fileio import atomic_path, atomic_write_json, open_text
 
 logger = logging.getLogger("bertforge")
 

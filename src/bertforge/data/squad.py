@@ -22,8 +22,9 @@ import json
 import os
 import random
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import torch
 
@@ -292,7 +293,7 @@ class QAWindows:
         _check_lengths(self.max_seq_length, self.max_query_length, self.window_overlap)
 
     def features(self, examples: Sequence[SquadExample], tokenizer: Any, is_training: bool = False
-                 ) -> list["SquadFeature"]:
+                 ) -> list[SquadFeature]:
         return examples_to_features(examples, tokenizer, self.max_seq_length, self.max_query_length,
                                     self.window_overlap, is_training=is_training)
 
@@ -326,7 +327,8 @@ def examples_to_features(examples: Sequence[SquadExample], tokenizer: Any, max_s
             answer = ex.answers[0]
             text, char_start = answer["text"], answer["answer_start"]
             if ex.context[char_start:char_start + len(text)] != text:
-                warnings.warn(f"question {ex.qas_id}: answer {text!r} is not at answer_start {char_start}; skipped")
+                warnings.warn(f"question {ex.qas_id}: answer {text!r} is not at answer_start {char_start}; skipped",
+                              stacklevel=2)
                 skipped += 1
                 continue
             answer_span = locate_answer(ex.context, c_offsets, text, char_start)

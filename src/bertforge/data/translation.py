@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
 
-from bertforge.fileio import open_text
-from bertforge.data.loader import ResumableLoader
 from bertforge.data import IGNORE_INDEX  # noqa: F401 - re-exported
+from bertforge.data.loader import ResumableLoader
+from bertforge.fileio import open_text
 
 Example = tuple[list[int], list[int]]  # (source ids, target ids), no special tokens
 

@@ -7,8 +7,8 @@ output and raw references, never our own tokenisation (which would make the numb
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 
 @dataclass

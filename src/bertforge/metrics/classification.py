@@ -7,7 +7,7 @@ single-label run logs. The GLUE headline metric of each task is named in `bertfo
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -7,12 +7,30 @@
 
 Every name is importable from `bertforge.nn` directly.
 """
-from bertforge.nn.attention import (KVCache, MultiHeadAttention, Packing, combine_masks, look_ahead_mask,
-                                    padding_mask, scaled_dot_product_attention)
-from bertforge.nn.embeddings import (LearnedPositionEmbedding, SegmentEmbedding, SinusoidalPositionalEncoding,
-                                     TokenEmbedding, sinusoidal_positional_encoding)
-from bertforge.nn.transformer import (Decoder, DecoderLayer, Encoder, EncoderLayer, PositionwiseFeedForward,
-                                      ResidualLayerNorm)
+from bertforge.nn.attention import (
+                                    KVCache,
+                                    MultiHeadAttention,
+                                    Packing,
+                                    combine_masks,
+                                    look_ahead_mask,
+                                    padding_mask,
+                                    scaled_dot_product_attention,
+)
+from bertforge.nn.embeddings import (
+                                    LearnedPositionEmbedding,
+                                    SegmentEmbedding,
+                                    SinusoidalPositionalEncoding,
+                                    TokenEmbedding,
+                                    sinusoidal_positional_encoding,
+)
+from bertforge.nn.transformer import (
+                                    Decoder,
+                                    DecoderLayer,
+                                    Encoder,
+                                    EncoderLayer,
+                                    PositionwiseFeedForward,
+                                    ResidualLayerNorm,
+)
 
 __all__ = ["KVCache", "MultiHeadAttention", "Packing", "combine_masks", "look_ahead_mask", "padding_mask",
            "scaled_dot_product_attention", "LearnedPositionEmbedding", "SegmentEmbedding",

@@ -5,7 +5,6 @@ import math
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 # ---------------------------------------------------------------------------------------------

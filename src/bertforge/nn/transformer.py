@@ -2,10 +2,8 @@
 (Vaswani et al. 2017)."""
 from __future__ import annotations
 
-import math
 from typing import Optional
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 

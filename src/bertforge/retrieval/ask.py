@@ -39,8 +39,9 @@ asked to `always_answer` gets no floor either.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 from bertforge.errors import BertforgeError
 from bertforge.retrieval.chunking import Passage

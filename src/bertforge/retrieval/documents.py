@@ -16,9 +16,10 @@ import html
 import logging
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 __all__ = ["KINDS", "SourceFile", "Skip", "html_to_text", "read_document", "walk_folder"]
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 __all__ = ["GoldQuestion", "gold_questions", "recall_at_k", "write_squad_folder"]
 

@@ -14,7 +14,7 @@ Worked example of RRF (k = 60): BM25 ranks [a, b], vectors rank [b, c]:
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -36,10 +36,11 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -277,7 +278,7 @@ class DocumentIndex:
               encoder=None, device: str = "cpu", precision: str = "auto", batch_size: int = 32,
               chunking: Optional[ChunkConfig] = None, store: Optional[VectorStore] = None,
               max_file_mb: float = 20.0, progress: bool = False,
-              warn: Optional[Callable[[str], None]] = None) -> "DocumentIndex":
+              warn: Optional[Callable[[str], None]] = None) -> DocumentIndex:
         """Index `folder` into `out` (default `default_index_path(folder)`), reusing what a previous
         index at `out` already embedded, and return the index. `build(...).report` says what was done.
 
@@ -479,7 +480,7 @@ class DocumentIndex:
     # ---- load ------------------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: str | Path, encoder=None, device: str = "cpu", precision: str = "auto") -> "DocumentIndex":
+    def load(cls, path: str | Path, encoder=None, device: str = "cpu", precision: str = "auto") -> DocumentIndex:
         """Open an index written by `build`. `path` may also be a folder indexed at its default place.
 
         Refused with a message that says what to do: not an index, another format version, or an

@@ -11,8 +11,8 @@ passage that shares no word with the question is not returned at all (score 0 is
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -36,7 +36,7 @@ class BM25Index:
         self.stemmer = _stemmer()
 
     @classmethod
-    def build(cls, texts: Sequence[str]) -> "BM25Index":
+    def build(cls, texts: Sequence[str]) -> BM25Index:
         import bm25s
 
         retriever = bm25s.BM25(k1=cls.identity["k1"], b=cls.identity["b"], method=cls.identity["method"])
@@ -69,7 +69,7 @@ class BM25Index:
         self.retriever.save(str(folder))
 
     @classmethod
-    def load(cls, folder: Path, n_docs: int) -> "BM25Index":
+    def load(cls, folder: Path, n_docs: int) -> BM25Index:
         import bm25s
 
         return cls(bm25s.BM25.load(str(folder)), n_docs)

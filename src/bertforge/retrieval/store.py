@@ -58,7 +58,7 @@ class VectorStore(ABC):
 
     @classmethod
     @abstractmethod
-    def load(cls, folder: Path, options: dict) -> "VectorStore":
+    def load(cls, folder: Path, options: dict) -> VectorStore:
         """Read what `save` wrote; `options` is what `options()` returned when it was saved."""
 
     def options(self) -> dict:
@@ -99,7 +99,7 @@ class FlatStore(VectorStore):
             os.fsync(f.fileno())
 
     @classmethod
-    def load(cls, folder: Path, options: dict) -> "FlatStore":
+    def load(cls, folder: Path, options: dict) -> FlatStore:
         return cls(np.load(Path(folder) / "vectors.npy", mmap_mode="r"))
 
 
@@ -155,7 +155,7 @@ class FaissStore(VectorStore):
         faiss.write_index(self._index, str(Path(folder) / "faiss.index"))
 
     @classmethod
-    def load(cls, folder: Path, options: dict) -> "FaissStore":
+    def load(cls, folder: Path, options: dict) -> FaissStore:
         import faiss
 
         store = cls(**options)

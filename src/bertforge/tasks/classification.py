@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Optional
@@ -31,20 +31,38 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from bertforge.models.bert.checkpoint import load_state_into, read_state_dict
-from bertforge.models.bert.config import BertConfig
 from bertforge.data.batching import BucketedLoader, feature_length, length_sorted_batches, pad_collate
 from bertforge.data.choice import CHOICE_READERS, ChoiceExample, encode_choices, read_choice  # noqa: F401
-from bertforge.data.classify import (TextExample, encode_label, encode_text_examples, label_kind, label_list,
-                            read_classification_file)
+from bertforge.data.classify import (
+    TextExample,
+    encode_label,
+    encode_text_examples,
+    label_kind,
+    label_list,
+    read_classification_file,
+)
 from bertforge.data.glue import glue_task, read_glue
+from bertforge.data.loader import ResumableLoader
 from bertforge.data.ner import TaggedSentence, encode_tagged, read_conll, tag_list, word_predictions
 from bertforge.fileio import atomic_write_json
-from bertforge.models.bert.heads import (BertForMultipleChoice, BertForSequenceClassification, BertForTokenClassification,
-                    BertWithClassifier, id2label, label2id, set_labels)
-from bertforge.data.loader import ResumableLoader
-from bertforge.metrics.classification import (accuracy, classification_scores, entity_scores, multilabel_scores,
-                                     pearson_spearman)
+from bertforge.metrics.classification import (
+    accuracy,
+    classification_scores,
+    entity_scores,
+    multilabel_scores,
+    pearson_spearman,
+)
+from bertforge.models.bert.checkpoint import load_state_into, read_state_dict
+from bertforge.models.bert.config import BertConfig
+from bertforge.models.bert.heads import (
+    BertForMultipleChoice,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    BertWithClassifier,
+    id2label,
+    label2id,
+    set_labels,
+)
 from bertforge.tokenizer.tokenizer import Tokenizer
 from bertforge.training.state import claim_run_dir
 from bertforge.training.trainer import TrainConfig, Trainer
@@ -255,7 +273,7 @@ class FinetuneSettings:
     bucket: Optional[bool] = None  # length-bucketed batches; None: yes except for token classification
     eval_batch_size: int = 64
 
-    def resolve(self, defaults: Hyper) -> "FinetuneSettings":
+    def resolve(self, defaults: Hyper) -> FinetuneSettings:
         train = self.train or finetune_train_config(epochs=defaults.epochs, lr=defaults.lr)
         return replace(self, train=train, batch_size=self.batch_size or defaults.batch_size,
                        max_length=self.max_length or defaults.max_length)

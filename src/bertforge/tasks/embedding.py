@@ -7,15 +7,23 @@ Sentences are run in length-sorted batches, so a batch pads only to its own long
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 
-from bertforge.models.bert.modeling import BertModel, mean_pool
-from bertforge.inference import PRECISIONS, check_device, check_precision, precision_context, prepare_model, progress_bar
-from bertforge.tokenizer.tokenizer import Tokenizer
 from bertforge.data.batching import length_sorted_batches
+from bertforge.inference import (
+    PRECISIONS,
+    check_device,
+    check_precision,
+    precision_context,
+    prepare_model,
+    progress_bar,
+)
+from bertforge.models.bert.modeling import BertModel, mean_pool
+from bertforge.tokenizer.tokenizer import Tokenizer
 
 __all__ = ["PRECISIONS", "SentenceEncoder"]
 

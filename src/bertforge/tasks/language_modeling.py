@@ -22,9 +22,10 @@ import logging
 import math
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, TextIO
+from typing import Any, Optional, TextIO
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +34,6 @@ from torch import Tensor
 from bertforge.errors import BertforgeError
 from bertforge.models.gpt.config import GPTConfig
 from bertforge.models.gpt.generation import generate
-from bertforge.data import IGNORE_INDEX
 from bertforge.models.gpt.modeling import GPTLMHeadModel
 
 logger = logging.getLogger("bertforge")

@@ -16,9 +16,10 @@ This module imports no torch (the command line builds its parsers from it); the 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from bertforge.data.choice import CHOICE_READERS, ChoiceExample, read_choice
 from bertforge.data.classify import PROBLEM_TYPES, TextExample, read_classification_file

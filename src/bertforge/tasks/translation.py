@@ -16,18 +16,30 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 import torch
 
 from bertforge.data.batching import length_sorted_batches
-from bertforge.data.translation import (TOY_SYMBOLS, TokenBatchLoader, TranslationCollator, decode_ids, encode_pairs,
-                               encode_text, exact_match, multi30k, parallel_files, read_parallel, toy_pairs)
-from bertforge.models.seq2seq.decoding import beam_search, greedy_decode
-from bertforge.fileio import atomic_write_json, atomic_write_text
+from bertforge.data.translation import (
+    TOY_SYMBOLS,
+    TokenBatchLoader,
+    TranslationCollator,
+    decode_ids,
+    encode_pairs,
+    encode_text,
+    exact_match,
+    multi30k,
+    parallel_files,
+    read_parallel,
+    toy_pairs,
+)
+from bertforge.fileio import atomic_write_text
 from bertforge.metrics.bleu import BleuResult, corpus_bleu
+from bertforge.models.seq2seq.decoding import beam_search, greedy_decode
 from bertforge.models.seq2seq.model import Seq2SeqConfig, Seq2SeqTransformer
 from bertforge.training.trainer import TrainConfig, Trainer
 
@@ -48,7 +60,7 @@ class Translator:
         self.collate = TranslationCollator(c.pad_token_id, c.bos_token_id, c.eos_token_id)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path) -> "Translator":
+    def from_pretrained(cls, path: str | Path) -> Translator:
         """Load a model directory (or a checkpoint inside a run folder, tokenizers one level up)."""
         from bertforge.tokenizer.tokenizer import Tokenizer
 

@@ -7,8 +7,16 @@
     from bertforge.tokenizer import Tokenizer
     tok = Tokenizer.from_pretrained(model_dir)
 """
-from bertforge.tokenizer.tokenizer import (SPECIAL_TOKENS, BasicTokenizer, BatchEncoding, Encoding, Tokenizer,
-                                           WordPiece, check_text, train_vocab)
+from bertforge.tokenizer.tokenizer import (
+                                           SPECIAL_TOKENS,
+                                           BasicTokenizer,
+                                           BatchEncoding,
+                                           Encoding,
+                                           Tokenizer,
+                                           WordPiece,
+                                           check_text,
+                                           train_vocab,
+)
 
 __all__ = ["SPECIAL_TOKENS", "BasicTokenizer", "WordPiece", "Tokenizer", "Encoding", "BatchEncoding",
            "train_vocab", "check_text"]

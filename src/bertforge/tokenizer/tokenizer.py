@@ -15,16 +15,27 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate, chain, count
 from operator import add
 from pathlib import Path
-from typing import Any, Iterable, Sequence, Union
+from typing import Any, Union
 
-from bertforge.tokenizer.wordpiece import (_CHUNK_RE, _IDS, _MAX_CACHED_CHUNK, _TOKENS, _WS_SPLIT_RE,
-                                       SPECIAL_TOKENS, BasicTokenizer, WordPiece, _Cache, _ChunkEncoder,
-                                       check_text)
 from bertforge.fileio import atomic_write_json, atomic_write_text
+from bertforge.tokenizer.wordpiece import (
+    _CHUNK_RE,
+    _IDS,
+    _MAX_CACHED_CHUNK,
+    _TOKENS,
+    _WS_SPLIT_RE,
+    SPECIAL_TOKENS,
+    BasicTokenizer,
+    WordPiece,
+    _Cache,
+    _ChunkEncoder,
+    check_text,
+)
 
 __all__ = ["SPECIAL_TOKENS", "BasicTokenizer", "WordPiece", "Tokenizer", "Encoding", "BatchEncoding", "check_fits",
            "train_vocab", "check_text"]
@@ -137,7 +148,7 @@ class Tokenizer:
     # ------------------------------------------------------------------------- loading and saving
     @classmethod
     def from_vocab(cls, path: Union[str, os.PathLike], lowercase: bool = True,
-                   max_input_chars_per_word: int = 100, **kwargs: Any) -> "Tokenizer":
+                   max_input_chars_per_word: int = 100, **kwargs: Any) -> Tokenizer:
         """Read a vocab.txt (one token per line, id = line number - 1)."""
         path = Path(path)
         if not path.is_file():
@@ -154,7 +165,7 @@ class Tokenizer:
                    source=str(path), **kwargs)
 
     @classmethod
-    def from_pretrained(cls, directory: Union[str, os.PathLike], **kwargs: Any) -> "Tokenizer":
+    def from_pretrained(cls, directory: Union[str, os.PathLike], **kwargs: Any) -> Tokenizer:
         """Read dir/vocab.txt and, if present, dir/tokenizer_config.json (HF layout, D5)."""
         directory = Path(directory)
         if directory.is_file():
@@ -507,7 +518,7 @@ def train_vocab(*args: Any, **kwargs: Any) -> Path:
     return _train(*args, **kwargs)
 
 
-def check_fits(tokenizer: "Tokenizer", config: Any, where: Union[str, os.PathLike], exact: bool = True) -> None:
+def check_fits(tokenizer: Tokenizer, config: Any, where: Union[str, os.PathLike], exact: bool = True) -> None:
     """Refuse a vocab.txt that does not belong to a model's config.json: more ids than the embedding has
     rows (any size other than vocab_size when `exact`), or [PAD] not at the config's pad_token_id."""
     size = config.vocab_size

@@ -13,8 +13,9 @@ hash order, so two runs on the same text can differ in a few low-frequency piece
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence, Union
+from typing import Union
 
 from bertforge.fileio import atomic_write_text, open_text
 from bertforge.tokenizer.tokenizer import SPECIAL_TOKENS, BasicTokenizer, Tokenizer, check_text

@@ -34,8 +34,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable, Iterable
 from operator import itemgetter
-from typing import Any, Callable, Iterable, Union
+from typing import Any, Union
 
 __all__ = ["SPECIAL_TOKENS", "BasicTokenizer", "WordPiece", "check_text"]
 

@@ -24,23 +24,23 @@ if TYPE_CHECKING:
 class Callback:
     """Base class: every hook does nothing."""
 
-    def on_train_begin(self, trainer: "Trainer") -> None: ...
+    def on_train_begin(self, trainer: Trainer) -> None: ...
 
-    def on_step_end(self, trainer: "Trainer", record: dict[str, Any]) -> Optional[bool]: ...
+    def on_step_end(self, trainer: Trainer, record: dict[str, Any]) -> Optional[bool]: ...
 
-    def on_log(self, trainer: "Trainer", record: dict[str, Any]) -> None: ...
+    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None: ...
 
-    def on_evaluate(self, trainer: "Trainer", metrics: dict[str, float]) -> None: ...
+    def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None: ...
 
-    def on_save(self, trainer: "Trainer", path: Path) -> None: ...
+    def on_save(self, trainer: Trainer, path: Path) -> None: ...
 
-    def on_train_end(self, trainer: "Trainer") -> None: ...
+    def on_train_end(self, trainer: Trainer) -> None: ...
 
 
 class TrimHeap(Callback):
     """On a CPU, give glibc's free heap pages back to the OS at every log (see `release_free_memory`)."""
 
-    def on_log(self, trainer: "Trainer", record: dict[str, Any]) -> None:
+    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
         if trainer.device.type == "cpu":
             from bertforge.training.trainer import release_free_memory
 
@@ -53,7 +53,7 @@ class PlotMetrics(Callback):
 
     warned = False
 
-    def on_save(self, trainer: "Trainer", path: Path) -> None:
+    def on_save(self, trainer: Trainer, path: Path) -> None:
         from bertforge.errors import BertforgeError
         from bertforge.training.state import plot_metrics
 
@@ -80,15 +80,15 @@ class CpuBudget(Callback):
     def used(self) -> float:
         return self.before + time.process_time() - self.start
 
-    def on_train_begin(self, trainer: "Trainer") -> None:
+    def on_train_begin(self, trainer: Trainer) -> None:
         path = trainer.out_dir / self.FILE
         self.before = json.loads(path.read_text())["cpu_s"] if trainer.config.resume and path.exists() else 0.0
         self.start = time.process_time()
 
-    def on_step_end(self, trainer: "Trainer", record: dict[str, Any]) -> Optional[bool]:
+    def on_step_end(self, trainer: Trainer, record: dict[str, Any]) -> Optional[bool]:
         return self.used() >= self.seconds
 
-    def on_save(self, trainer: "Trainer", path: Path) -> None:
+    def on_save(self, trainer: Trainer, path: Path) -> None:
         atomic_write_json(trainer.out_dir / self.FILE, {"cpu_s": self.used()})
 
 

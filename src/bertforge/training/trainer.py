@@ -49,21 +49,31 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
-from bertforge.training.schedules import SCHEDULES, make_scheduler
 from bertforge.errors import BertforgeError
 from bertforge.inference import precision_context
 from bertforge.training.callbacks import Callback, default_callbacks
-from bertforge.training.state import (STATE_NAME, claim_run_dir, list_checkpoints, load_model, plot_metrics,
-                                      rng_state, save_model, set_rng_state, truncate_metrics)
+from bertforge.training.schedules import SCHEDULES, make_scheduler
+from bertforge.training.state import (
+    STATE_NAME,
+    claim_run_dir,
+    list_checkpoints,
+    load_model,
+    plot_metrics,
+    rng_state,
+    save_model,
+    set_rng_state,
+    truncate_metrics,
+)
 
 __all__ = ["TrainConfig", "Trainer", "NonFiniteLossError", "init_distributed", "param_groups", "unwrap", "list_checkpoints",
            "plot_metrics", "STATE_NAME"]

@@ -12,7 +12,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file

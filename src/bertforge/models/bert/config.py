@@ -65,7 +65,7 @@ class BertConfig:
 
     # ---- presets -------------------------------------------------------------------------------
     @classmethod
-    def preset(cls, name: str, **overrides: Any) -> "BertConfig":
+    def preset(cls, name: str, **overrides: Any) -> BertConfig:
         """A named preset (`bert-base`, `bert-large`, `minilm-l6`, `small`, `tiny`) with overrides."""
         if name not in BERT_PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {sorted(BERT_PRESETS)}")
@@ -73,7 +73,7 @@ class BertConfig:
 
     # ---- config.json ---------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "BertConfig":
+    def from_dict(cls, d: dict[str, Any]) -> BertConfig:
         if not isinstance(d, dict):
             raise ValueError(f"a config must be a JSON object, got {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
@@ -91,7 +91,7 @@ class BertConfig:
         return d
 
     @classmethod
-    def from_json(cls, path: str | Path) -> "BertConfig":
+    def from_json(cls, path: str | Path) -> BertConfig:
         path = Path(path)
         try:
             d = json.loads(path.read_text(encoding="utf-8"))

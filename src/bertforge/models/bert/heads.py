@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bertforge.data.classify import PROBLEM_TYPES  # the names live torch-free, for the command line
-from bertforge.models.bert.modeling import BertModel, BertOutput, BertPreTrainedModel
 from bertforge.models.bert.config import BertConfig
+from bertforge.models.bert.modeling import BertModel, BertOutput, BertPreTrainedModel
 
 
 @dataclass

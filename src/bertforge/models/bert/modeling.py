@@ -16,8 +16,7 @@ from torch import Tensor, nn
 
 from bertforge.models.base import PreTrainedModel
 from bertforge.models.bert.config import BertConfig
-from bertforge.nn import (Encoder, LearnedPositionEmbedding, Packing, SegmentEmbedding, TokenEmbedding,
-                     padding_mask)
+from bertforge.nn import Encoder, LearnedPositionEmbedding, Packing, SegmentEmbedding, TokenEmbedding, padding_mask
 
 
 @dataclass

@@ -20,12 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bertforge.models.bert.modeling import BertOutput
+from bertforge.data import IGNORE_INDEX  # noqa: F401 - re-exported
 from bertforge.models.bert.config import BertConfig
 from bertforge.models.bert.heads import BertWithHead, HeadOutput
+from bertforge.models.bert.modeling import BertOutput
 from bertforge.nn.transformer import ACTIVATION_FUNCTIONS
-from bertforge.data import IGNORE_INDEX  # noqa: F401 - re-exported
-
 
 
 class BertPredictionHeadTransform(nn.Module):

@@ -27,7 +27,6 @@ skipped. A checkpoint that does not fit gets a `CheckpointMismatchError` naming 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Optional
 
 import torch

@@ -88,7 +88,7 @@ class GPTConfig:
 
     # ---- presets -------------------------------------------------------------------------------
     @classmethod
-    def preset(cls, name: str, **overrides: Any) -> "GPTConfig":
+    def preset(cls, name: str, **overrides: Any) -> GPTConfig:
         """A named preset (see the module docstring) with field overrides, e.g. vocab_size."""
         if name not in GPT_PRESETS:
             raise BertforgeError(f"unknown GPT preset {name!r}; choose one of {list(GPT_PRESETS)}")
@@ -96,7 +96,7 @@ class GPTConfig:
 
     # ---- config.json ---------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "GPTConfig":
+    def from_dict(cls, d: dict[str, Any]) -> GPTConfig:
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         known = {k: v for k, v in d.items() if k in names}
         extra = {**d.get("extra", {}), **{k: v for k, v in d.items() if k not in names and k != "extra"}}
@@ -110,7 +110,7 @@ class GPTConfig:
         return d
 
     @classmethod
-    def from_json(cls, path: str | Path) -> "GPTConfig":
+    def from_json(cls, path: str | Path) -> GPTConfig:
         path = Path(path)
         try:
             d = json.loads(path.read_text(encoding="utf-8"))

@@ -33,7 +33,8 @@ left** (the most recent tokens are kept) with a warning; `max_new_tokens` >= the
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional, Protocol
 
 import torch
 from torch import Tensor

@@ -33,14 +33,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bertforge.data import IGNORE_INDEX  # noqa: F401 - re-exported
 from bertforge.errors import BertforgeError
 from bertforge.models.base import PreTrainedModel
 from bertforge.models.gpt.config import GPTConfig
+from bertforge.nn import (
+    Encoder,
+    KVCache,
+    LearnedPositionEmbedding,
+    MultiHeadAttention,
+    TokenEmbedding,
+    combine_masks,
+    look_ahead_mask,
+    padding_mask,
+)
 from bertforge.nn.losses import linear_cross_entropy
-from bertforge.nn import (Encoder, KVCache, LearnedPositionEmbedding, MultiHeadAttention, TokenEmbedding,
-                          combine_masks, look_ahead_mask, padding_mask)
-from bertforge.data import IGNORE_INDEX  # noqa: F401 - re-exported
-
 
 
 @dataclass

@@ -23,8 +23,16 @@ import torch
 from torch import Tensor, nn
 
 from bertforge.models.base import CONFIG_NAME, WEIGHTS_NAME, PreTrainedModel  # noqa: F401 - re-exported
-from bertforge.nn import (Decoder, Encoder, KVCache, SinusoidalPositionalEncoding, TokenEmbedding, combine_masks,
-                     look_ahead_mask, padding_mask)
+from bertforge.nn import (
+    Decoder,
+    Encoder,
+    KVCache,
+    SinusoidalPositionalEncoding,
+    TokenEmbedding,
+    combine_masks,
+    look_ahead_mask,
+    padding_mask,
+)
 from bertforge.nn.losses import label_smoothed_cross_entropy
 
 MODEL_TYPE = "bertforge-seq2seq"
@@ -69,7 +77,7 @@ class Seq2SeqConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
     @classmethod
-    def preset(cls, name: str, **overrides: Any) -> "Seq2SeqConfig":
+    def preset(cls, name: str, **overrides: Any) -> Seq2SeqConfig:
         """A named preset (see `SEQ2SEQ_PRESETS`) with field overrides (D9)."""
         if name not in SEQ2SEQ_PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {sorted(SEQ2SEQ_PRESETS)}")
@@ -79,7 +87,7 @@ class Seq2SeqConfig:
         return {"model_type": MODEL_TYPE, **dataclasses.asdict(self)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Seq2SeqConfig":
+    def from_dict(cls, d: dict[str, Any]) -> Seq2SeqConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names - {"model_type"})
         if unknown:
@@ -87,7 +95,7 @@ class Seq2SeqConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
     @classmethod
-    def from_json(cls, path: str | Path) -> "Seq2SeqConfig":
+    def from_json(cls, path: str | Path) -> Seq2SeqConfig:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"no config.json at {path}")

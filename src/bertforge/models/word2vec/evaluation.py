@@ -23,8 +23,8 @@ from typing import Optional
 import numpy as np
 
 from bertforge.fileio import read_text
-from bertforge.models.word2vec.keyed_vectors import KeyedVectors
 from bertforge.metrics.classification import pearson, rankdata, spearman  # noqa: F401 - re-exported
+from bertforge.models.word2vec.keyed_vectors import KeyedVectors
 
 GENSIM_FILES = {"wordsim": "wordsim353.tsv", "simlex": "simlex999.txt", "analogies": "questions-words.txt"}
 

@@ -11,8 +11,9 @@ C tool's text and binary formats, which gensim reads and writes:
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -113,7 +114,7 @@ class KeyedVectors:
             if not w or any(ch.isspace() for ch in w):
                 raise ValueError(f"word {w!r} cannot be written in word2vec format (empty or has whitespace)")
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            f.write(f"{len(self)} {self.vector_size}\n".encode("utf-8"))
+            f.write(f"{len(self)} {self.vector_size}\n".encode())
             vectors = self.vectors.astype("<f4")
             for w, v in zip(self.words, vectors):
                 if binary:
@@ -123,7 +124,7 @@ class KeyedVectors:
 
     @classmethod
     def load_word2vec_format(cls, path: str | Path, binary: Optional[bool] = None,
-                             limit: Optional[int] = None) -> "KeyedVectors":
+                             limit: Optional[int] = None) -> KeyedVectors:
         """Read the word2vec text or binary format; `binary=None` detects which; `limit` keeps the first words."""
         path = Path(path)
         if not path.is_file():

@@ -47,12 +47,13 @@ import math
 import re
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from itertools import chain, repeat
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import torch
@@ -154,7 +155,7 @@ class Vocab:
 
     @classmethod
     def build(cls, sentences: Iterable[Sequence[str]], min_count: int = 5,
-              max_size: Optional[int] = None) -> "Vocab":
+              max_size: Optional[int] = None) -> Vocab:
         counts = Counter(chain.from_iterable(sentences))  # C-level counting; keeps first-seen order
         kept = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: -counts[w])  # stable
         if max_size is not None:
@@ -307,7 +308,7 @@ class Word2Vec:
         self.words_trained = 0
 
     # -- set-up ---------------------------------------------------------------------------------
-    def build_vocab(self, sentences: Iterable[Sequence[str]]) -> "Word2Vec":
+    def build_vocab(self, sentences: Iterable[Sequence[str]]) -> Word2Vec:
         c = self.config
         self.vocab = Vocab.build(sentences, c.min_count, c.max_vocab_size)
         gen = torch.Generator().manual_seed(c.seed)
@@ -324,7 +325,7 @@ class Word2Vec:
 
     # -- training -------------------------------------------------------------------------------
     def train(self, sentences: Iterable[Sequence[str]],
-              progress: Optional[Callable[[TrainProgress], None]] = None) -> "Word2Vec":
+              progress: Optional[Callable[[TrainProgress], None]] = None) -> Word2Vec:
         """Train on `sentences` (token lists; iterated twice if the vocabulary is not built yet).
 
         The corpus is cut into jobs of `chunk_words` words; a job subsamples, draws windows and trains on

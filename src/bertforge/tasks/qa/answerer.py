@@ -12,16 +12,23 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 
 from bertforge.data.squad import QAWindows, SquadExample, collate, length_bucketed_batches
+from bertforge.inference import (
+    PRECISIONS,
+    check_device,
+    check_precision,
+    precision_context,
+    prepare_model,
+    progress_bar,
+)
 from bertforge.models.bert.heads import BertForQuestionAnswering
-from bertforge.inference import (PRECISIONS, check_device, check_precision, precision_context, prepare_model,
-                                 progress_bar)
 from bertforge.tasks.qa.decode import QAPredictions, decode_spans
 from bertforge.tokenizer.tokenizer import Tokenizer, check_fits
 
@@ -140,7 +147,7 @@ class QuestionAnswerer:
         return starts, ends  # type: ignore[return-value]
 
     def ask_many(self, questions: Sequence[str], contexts: Sequence[str] | str, top_k: int = 1
-                 ) -> list["QAResult"]:
+                 ) -> list[QAResult]:
         """Answer each question about its context (one context for all when a single string is given).
 
         With a calibrated null threshold (the shipped model has one) a question whose null score wins
@@ -167,7 +174,7 @@ class QuestionAnswerer:
                                null_threshold=self.null_threshold or 0.0, n_best_size=max(self.n_best_size, top_k))
         return [self._result(ex, decoded, top_k) for ex in examples]
 
-    def _result(self, ex: SquadExample, decoded: QAPredictions, top_k: int) -> "QAResult":
+    def _result(self, ex: SquadExample, decoded: QAPredictions, top_k: int) -> QAResult:
         nbest = decoded.nbest.get(ex.qas_id, [])
         null_p = sum(float(e["probability"]) for e in nbest if e.get("char_start") is None)
         no_answer = (self.null_threshold is not None and not self.always_answer
@@ -185,7 +192,7 @@ class QuestionAnswerer:
         """The answers of `ask_many`, one list per question ([] = no answer in the text)."""
         return [r.answers for r in self.ask_many(questions, contexts, top_k)]
 
-    def ask(self, question: str, context: str, top_k: int = 1) -> "QAResult":
+    def ask(self, question: str, context: str, top_k: int = 1) -> QAResult:
         """One question about one context: answers (best first) and the no-answer probability."""
         return self.ask_many([question], [context], top_k)[0]
 

@@ -10,19 +10,26 @@ the answer plus that many random answer-less windows per question (None keeps al
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 
-from bertforge.data.squad import (QAWindows, SquadExample, collate, length_bucketed_batches, paragraph_negatives,
-                                  read_squad)
+from bertforge.data.loader import ResumableLoader
+from bertforge.data.squad import (
+    QAWindows,
+    SquadExample,
+    collate,
+    length_bucketed_batches,
+    paragraph_negatives,
+    read_squad,
+)
 from bertforge.errors import BertforgeError
 from bertforge.fileio import atomic_write_json
-from bertforge.models.bert.heads import BertForQuestionAnswering
-from bertforge.data.loader import ResumableLoader
 from bertforge.metrics.squad import squad_v1_scores, squad_v2_scores
+from bertforge.models.bert.heads import BertForQuestionAnswering
 from bertforge.tasks.qa.answerer import QuestionAnswerer
 from bertforge.tokenizer.tokenizer import Tokenizer
 from bertforge.training.state import claim_run_dir
