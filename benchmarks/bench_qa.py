@@ -36,7 +36,7 @@ def hf_pipeline(model_dir: Path, precision: str):
 
 
 def qa_compare(model_dir: Path, examples, precisions=("fp32", "bf16"), hf_precisions=("fp32",),
-               batch_size: int = 32, chunk: int = 50) -> dict[str, dict[str, float]]:
+               batch_size: int = 32, chunk: int = 50, clock=time.perf_counter) -> dict[str, dict[str, float]]:
     """Run every system over `examples` in interleaved chunks; return {system: q_per_s, speedup, agree, EM, F1}."""
     from bertforge.metrics.squad import squad_v1_scores
     from bertforge.tasks.qa.answerer import QuestionAnswerer
@@ -55,7 +55,13 @@ def qa_compare(model_dir: Path, examples, precisions=("fp32", "bf16"), hf_precis
             return [o["answer"].strip() for o in out]
         systems[f"hf {p}"] = run_hf
     for p in precisions:
-        qa = QuestionAnswerer(model_dir, precision=p, batch_size=batch_size)
+        if p == "bf16-autocast":  # the bf16 mode before prepacking: autocast around the fp32 model
+            from bertforge.tasks.qa.answerer import load_qa_model
+
+            model, tok = load_qa_model(model_dir, "cpu", "fp32")
+            qa = QuestionAnswerer(model=model, tokenizer=tok, precision="bf16", batch_size=batch_size)
+        else:
+            qa = QuestionAnswerer(model_dir, precision=p, batch_size=batch_size)
 
         def run_ours(chunk_, qa=qa):
             answers = qa.answer_many([e.question for e in chunk_], [e.context for e in chunk_])
@@ -69,10 +75,11 @@ def qa_compare(model_dir: Path, examples, precisions=("fp32", "bf16"), hf_precis
     preds: dict[str, dict[str, str]] = {name: {} for name in systems}
     for i in range(0, len(examples), chunk):  # interleave: each chunk runs on every system in turn
         part = examples[i : i + chunk]
-        for name, run in systems.items():
-            t = time.perf_counter()
+        order = list(systems.items()) if (i // chunk) % 2 else list(systems.items())[::-1]  # ABBA
+        for name, run in order:
+            t = clock()
             answers = run(part)
-            times[name] += time.perf_counter() - t
+            times[name] += clock() - t
             preds[name].update({e.qas_id: a for e, a in zip(part, answers)})
     ref = "hf fp32" if "hf fp32" in systems else next(iter(systems))
     n = len(examples)
@@ -86,9 +93,9 @@ def qa_compare(model_dir: Path, examples, precisions=("fp32", "bf16"), hf_precis
 
 
 def print_qa_table(result: dict, n: int, peak_note: str = "") -> None:
-    print(f"{'system':<16} {'q/s':>7} {'vs HF fp32':>10} {'agree w/ HF fp32':>17} {'EM':>6} {'F1':>6}{peak_note}")
+    print(f"{'system':<24} {'q/s':>7} {'vs HF fp32':>10} {'agree w/ HF fp32':>17} {'EM':>6} {'F1':>6}{peak_note}")
     for name, r in result.items():
-        print(f"{name:<16} {r['q_per_s']:>7.2f} {r['speedup']:>9.2f}x {r['agree']:>16.1%} "
+        print(f"{name:<24} {r['q_per_s']:>7.2f} {r['speedup']:>9.2f}x {r['agree']:>16.1%} "
               f"{r['exact_match']:>6.2f} {r['f1']:>6.2f}")
 
 
@@ -103,7 +110,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=XQUAD_EN)
     ap.add_argument("--questions", type=int, default=300, help="first N questions (0 = all 1,190)")
     ap.add_argument("--chunk", type=int, default=50, help="questions per interleaved round")
-    ap.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "int8"])
+    ap.add_argument("--precision", nargs="+", default=["fp32", "bf16"],
+                    choices=["fp32", "bf16", "int8", "bf16-autocast"], help="bf16-autocast: bf16 before prepacking")
     ap.add_argument("--hf-precision", nargs="+", default=["fp32"], choices=["fp32", "bf16", "int8"])
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())

@@ -170,6 +170,13 @@ class MultiHeadAttention(nn.Module):
         self.w_o = nn.Linear(d_model, d_model, bias=bias)
         self.dropout = dropout
         self.implementation = implementation
+        # Q, K and V projections as one (D, 3D) matmul, set by bertforge.inference.prepack_bf16 (inference).
+        self.w_qkv: Optional[nn.Module] = None
+
+    def _self_qkv(self, x: Tensor) -> Tensor:  # (..., D) -> (..., 3D): [Q | K | V] of self-attention
+        if self.w_qkv is not None:
+            return self.w_qkv(x)
+        return torch.cat([self.w_q(x), self.w_k(x), self.w_v(x)], dim=-1)
 
     def _split_heads(self, x: Tensor) -> Tensor:  # (B, T, D) -> (B, H, T, Dh)
         B, T, _ = x.shape
@@ -191,7 +198,7 @@ class MultiHeadAttention(nn.Module):
         if packing is not None:
             if context is not None or cache is not None:
                 raise ValueError("packed (unpadded) attention is for self-attention without a cache")
-            qkv = packing.unpack(torch.cat([self.w_q(x), self.w_k(x), self.w_v(x)], dim=-1))  # (B, T, 3D)
+            qkv = packing.unpack(self._self_qkv(x))  # (B, T, 3D)
             q, k, v = (self._split_heads(t) for t in qkv.chunk(3, dim=-1))
             out, probs = scaled_dot_product_attention(
                 q, k, v, packing.mask if mask is None else mask,
@@ -199,6 +206,12 @@ class MultiHeadAttention(nn.Module):
                 need_weights=need_weights, implementation=self.implementation)
             out = packing.pack(out.transpose(1, 2)).flatten(1)  # (N, D)
             return self.w_o(out), probs
+        if context is None and cache is None and self.w_qkv is not None:  # self-attention, fused projections
+            q, k, v = (self._split_heads(t) for t in self.w_qkv(x).chunk(3, dim=-1))
+            out, probs = scaled_dot_product_attention(q, k, v, mask, dropout_p=self.dropout if self.training else 0.0,
+                                                      need_weights=need_weights, implementation=self.implementation)
+            B, _, Q, _ = out.shape
+            return self.w_o(out.transpose(1, 2).reshape(B, Q, self.num_heads * self.d_k)), probs
         q = self._split_heads(self.w_q(x))
         if cache is not None and cache.static and cache.k is not None:
             k, v = cache.k, cache.v  # cross-attention: encoder K, V computed on the first step
