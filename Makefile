@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.setup-done
 
-.PHONY: setup demo test test-all bench clean browser-deps
+.PHONY: setup demo test test-all lint bench clean browser-deps
 
 setup: $(STAMP)
 
@@ -26,6 +26,9 @@ test: setup
 
 test-all: setup
 	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks recipes
 
 bench: setup
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

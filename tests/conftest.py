@@ -1,4 +1,9 @@
-"""Shared test fixtures: where the shared data lives, and the real MiniLM weights."""
+"""Shared fixtures (the real MiniLM weights, one torch thread) and the CI rule on skips.
+
+With BERTFORGE_STRICT_SKIPS=1 (set by .ci/run) a skipped test fails the session: in CI the shared data,
+the weights and every dev dependency are present, so a skip means a check did not run. Only the skips
+that CI cannot avoid (no GPU there) are allowed.
+"""
 from __future__ import annotations
 
 import os
@@ -6,19 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import require_data, shared_data  # noqa: F401 - re-exported for older imports
 
-def shared_data() -> Path:
-    """The shared datasets folder (../shared/data beside the checkout; BERTFORGE_DATA overrides)."""
-    env = os.environ.get("BERTFORGE_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def require_data(*parts: str) -> Path:
-    """Path under the shared data folder, or skip the test cleanly when it is absent."""
-    path = shared_data().joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"shared data not available: {path}")
-    return path
+ALLOWED_SKIPS = ("needs a CUDA device", "this machine has CUDA")
+_skipped: list[tuple[str, str]] = []
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +37,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if not any(allowed in reason for allowed in ALLOWED_SKIPS):
+            _skipped.append((report.nodeid, reason))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("BERTFORGE_STRICT_SKIPS") == "1" and _skipped:
+        lines = "\n".join(f"  {node}: {reason}" for node, reason in _skipped)
+        print(f"\nBERTFORGE_STRICT_SKIPS: {len(_skipped)} test(s) skipped, so their checks did not run:\n{lines}")
+        session.exitstatus = 1

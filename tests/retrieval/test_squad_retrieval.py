@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import require_data
 
 from bertforge.metrics.squad import squad_v1_scores
 from bertforge.retrieval import DocumentIndex, ask_docs_many
 from bertforge.retrieval.evaluation import gold_questions, recall_at_k, write_squad_folder
+from tests.helpers import require_data
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 # Paragraphs with questions (factual text written for these tests). EXPECTED: answers the shipped model
 # gives with high probability (checked with it); the others are there for load and equality.

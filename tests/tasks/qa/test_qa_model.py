@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import require_data
 
 from bertforge.tasks.qa.answerer import DEFAULT_MODEL
+from tests.helpers import require_data
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL / "model.safetensors").exists(),
                                 reason="the shipped QA model is not in this checkout")

@@ -9,7 +9,6 @@ from collections import Counter
 
 import pytest
 import torch
-from conftest import require_data
 
 import bertforge.tasks.classification as ft
 from bertforge.cli.main import main as cli
@@ -19,6 +18,7 @@ from bertforge.data.classify import TextExample
 from bertforge.data.ner import TaggedSentence
 from bertforge.models.bert.config import BertConfig
 from bertforge.models.bert.modeling import BertModel
+from tests.helpers import require_data
 
 QUICK = dict(progress=False, patience=None)  # TrainConfig fields of the quick runs
 

@@ -9,7 +9,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import require_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import BertTokenizerFast
@@ -27,6 +26,7 @@ from bertforge.data.squad import (
     window_starts,
 )
 from bertforge.metrics.squad import normalize_answer
+from tests.helpers import require_data
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import require_data
 
 from bertforge.cli.main import main as cli
 from bertforge.models.bert.config import BertConfig
 from bertforge.models.bert.pretraining import BertForMaskedLM, BertForPreTraining
+from tests.helpers import SRC, require_data
 
 transformers = pytest.importorskip("transformers")
 
@@ -146,7 +146,7 @@ def test_ddp_two_processes_equal_one_process(tmp_path):
     """torchrun, 2 CPU processes (gloo) with batch 4 each == 1 process with batch 8: loss and gradients."""
     script = tmp_path / "ddp_step.py"
     script.write_text(DDP_SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)}
     for world in (1, 2):
         (tmp_path / f"world{world}").mkdir()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",

@@ -9,7 +9,7 @@ import unicodedata
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_tokenizer_corpus import generated_lines, hf_tokenizers, ours, vocab_path
+from tests.tokenizer.test_tokenizer_corpus import generated_lines, hf_tokenizers, ours, vocab_path
 
 from bertforge.tokenizer.tokenizer import BatchEncoding, Encoding, Tokenizer, train_vocab
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import random
 import unicodedata
 from functools import cache
@@ -20,10 +19,11 @@ from pathlib import Path
 import pytest
 
 from bertforge.tokenizer.tokenizer import Tokenizer
+from tests.helpers import shared_data
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("BERTFORGE_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+    return shared_data()
 
 
 def vocab_path() -> Path:

@@ -6,7 +6,6 @@ import json
 from collections import Counter
 
 import pytest
-from conftest import require_data
 
 from bertforge.data.choice import encode_choices, read_commonsenseqa, read_copa, read_swag
 from bertforge.data.classify import encode_label, label_kind, label_list, read_classification_file
@@ -20,6 +19,7 @@ from bertforge.data.ner import (
     tag_list,
     word_predictions,
 )
+from tests.helpers import require_data
 
 # glue/SOURCE.md: (train, dev, test) rows, header excluded
 GLUE_COUNTS = {"cola": (8551, 1043, 1063), "sst2": (67349, 872, 1821), "mrpc": (3668, 408, 1725),

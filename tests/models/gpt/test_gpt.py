@@ -18,6 +18,7 @@ from bertforge.models.gpt.config import GPTConfig
 from bertforge.models.gpt.generation import apply_repetition_penalty, generate, top_k_filter, top_p_filter
 from bertforge.models.gpt.modeling import GPTLMHeadModel, GPTModel, new_caches
 from bertforge.nn.losses import linear_cross_entropy
+from tests.helpers import SRC
 
 transformers = pytest.importorskip("transformers")
 
@@ -424,10 +425,9 @@ def test_train_lm_under_torchrun_two_processes_equals_one(corpus):
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
     tmp_path = corpus
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)}
     args = train_args(tmp_path, "ddp", "--max-steps", "3", "--dropout", "0")
     args[args.index("--batch-size") + 1] = "1"  # batch 1 per process, 2 in all
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",

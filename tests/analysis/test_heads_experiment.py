@@ -6,11 +6,9 @@ import json
 import math
 import runpy
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import require_data
 
 from bertforge.analysis.heads import (
     ablate_each_head,
@@ -22,8 +20,9 @@ from bertforge.analysis.heads import (
 )
 from bertforge.models.bert.config import BertConfig
 from bertforge.models.bert.modeling import BertModel
+from tests.helpers import ROOT, require_data
 
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "heads_experiment.py"
+RECIPE = ROOT / "recipes" / "heads_experiment.py"
 
 
 def tiny_bert(seed: int = 0) -> BertModel:

@@ -6,7 +6,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import require_data
 
 from bertforge.data.translation import (
     IGNORE_INDEX,
@@ -22,6 +21,7 @@ from bertforge.data.translation import (
 from bertforge.metrics.bleu import corpus_bleu
 from bertforge.models.seq2seq.model import Seq2SeqConfig, Seq2SeqTransformer
 from bertforge.nn.losses import label_smoothed_cross_entropy
+from tests.helpers import require_data
 
 V = 20
 

@@ -7,12 +7,12 @@ import random
 from types import SimpleNamespace
 
 import pytest
-from conftest import require_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers.data.metrics import squad_metrics as hf
 
 from bertforge.metrics import squad as m
+from tests.helpers import require_data
 
 REF = ("squad", "reference_predictions")
 

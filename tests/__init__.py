@@ -1,0 +1,1 @@
+"""The test suite; it mirrors the package (tests/models/bert/ tests src/bertforge/models/bert/, ...)."""
