@@ -106,6 +106,35 @@ class Instance:
     is_random_next: bool = False  # NSP label 1 = NotNext (HF's convention: 0 = IsNext)
 
 
+
+def hold_out_documents(files: Sequence[Path], eval_files: Optional[Sequence[Path]] = None, every: int = 20,
+                       min_documents: int = 1) -> tuple[list, list]:
+    """(training documents, held-out documents) of a corpus, the one rule of `pretrain` and `train-lm`.
+
+    The eval corpus when one is given; else every `every`-th document is held out. A corpus too small to
+    spare 2 held-out documents holds out its last 2 when it has at least 6, and otherwise evaluates on
+    its training text (with a warning). Fewer than `min_documents` documents is an error (next-sentence
+    prediction needs 2). Example: 40 documents -> 38 / 2 (documents 19 and 39).
+    """
+    from bertforge.errors import BertforgeError
+
+    if eval_files:
+        return list(read_documents(files)), list(read_documents(eval_files))
+    docs = list(read_documents(files))
+    if not docs:
+        raise BertforgeError(f"the corpus is empty: no non-blank line in {', '.join(map(str, files))}")
+    if len(docs) < min_documents:
+        raise BertforgeError(f"the corpus has {len(docs)} document: next-sentence prediction needs at least "
+                             f"{min_documents} (separate documents by blank lines), or use --no-nsp")
+    train = [d for i, d in enumerate(docs) if i % every != every - 1]
+    held = [d for i, d in enumerate(docs) if i % every == every - 1]
+    if len(held) >= 2:
+        return train, held
+    if len(docs) >= 6:
+        return docs[:-2], docs[-2:]
+    logger.warning("corpus of %d documents: too small to hold documents out; evaluating on training text", len(docs))
+    return docs, docs
+
 def truncate_seq_pair(a: list[int], b: list[int], max_num_tokens: int, rng: random.Random) -> None:
     """Trim the longer of A and B one token at a time, from the front or the back at random (Google)."""
     while len(a) + len(b) > max_num_tokens:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -119,44 +118,24 @@ class LMTrainSettings:
     config_overrides: dict[str, Any] = field(default_factory=dict)
 
 
-LM_ARTEFACTS = ("model", "data", "tokenizer", "perplexity.png")  # besides the Trainer's own (claim_run_dir)
+LM_ARTEFACTS = ("model", "data", "perplexity.png")  # a run besides the Trainer's files (tokenizer/ is rewritten)
 
 
 def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to mix two runs in one folder (the Trainer's `claim_run_dir`); with `overwrite`, also delete
-    what train-lm writes there besides the Trainer's files (the tokenized data, the final model)."""
+    """Refuse to mix two runs in one folder (the Trainer's `claim_run_dir`, with train-lm's own files:
+    the tokenized data, the final model); `overwrite` deletes them."""
     from bertforge.training.state import claim_run_dir
 
     if resume:
         out.mkdir(parents=True, exist_ok=True)
         return
-    claim_run_dir(out, overwrite)
-    if overwrite:
-        for p in (out / name for name in LM_ARTEFACTS):
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-
-
-def _split_documents(files: list[Path], eval_files: Optional[list[Path]]) -> tuple[list, list]:
-    from bertforge.data.pretraining import read_documents
-
-    if eval_files:
-        return list(read_documents(files)), list(read_documents(eval_files))
-    docs = list(read_documents(files))
-    if len(docs) < 2:
-        raise BertforgeError(f"the corpus has {len(docs)} document(s): hold-out needs at least 2 (separate "
-                             f"documents by blank lines) or pass --eval-corpus")
-    held = [d for i, d in enumerate(docs) if i % 20 == 19] or docs[-1:]
-    train = [d for i, d in enumerate(docs) if i % 20 != 19] if len(docs) >= 20 else docs[:-1]
-    return train, held
+    claim_run_dir(out, overwrite, LM_ARTEFACTS)
 
 
 def build_or_reuse_data(settings: LMTrainSettings, out: Path, resume: bool) -> tuple[Path, Path, dict]:
     """Tokenize the corpus into out/data/{train,eval}, unless the same corpus and vocabulary already are."""
     from bertforge.data.language_modeling import build_lm_data, data_key
-    from bertforge.data.pretraining import vocab_fingerprint
+    from bertforge.data.pretraining import hold_out_documents, vocab_fingerprint
 
     tok = settings.tokenizer
     key = data_key(settings.corpus + (settings.eval_corpus or []), held_out=bool(settings.eval_corpus),
@@ -167,7 +146,7 @@ def build_or_reuse_data(settings: LMTrainSettings, out: Path, resume: bool) -> t
         if resume and stamp.exists():
             raise BertforgeError(f"the corpus or vocabulary differ from the run being resumed in {out}: resume "
                                  f"with the same --corpus and vocabulary, or start a new --out")
-        train_docs, eval_docs = _split_documents(settings.corpus, settings.eval_corpus)
+        train_docs, eval_docs = hold_out_documents(settings.corpus, settings.eval_corpus)
         build_lm_data(train_docs, tok, data / "train", tok.sep_token_id)
         build_lm_data(eval_docs, tok, data / "eval", tok.sep_token_id)
         stamp.write_text(key)

@@ -145,34 +145,10 @@ def _corpus_key(files: list[Path], **params: Any) -> str:
     return h.hexdigest()[:16]
 
 
-def _split_documents(config: PretrainConfig, files: list[Path], eval_files: Optional[list[Path]]):
-    """(training documents, held-out documents): the eval corpus, else every 20th document."""
-    from bertforge.data.pretraining import read_documents
-
-    if eval_files:
-        return read_documents(files), read_documents(eval_files)
-    docs = list(read_documents(files))
-    if not docs:
-        raise ValueError(f"the corpus is empty: no non-blank line in {', '.join(map(str, files))}")
-    train_docs = [d for i, d in enumerate(docs) if i % 20 != 19]
-    eval_docs = [d for i, d in enumerate(docs) if i % 20 == 19]
-    if len(eval_docs) < 2:  # a small corpus: hold out its last 2 documents (NSP needs 2)
-        if len(docs) < 2 and config.nsp:
-            raise ValueError(f"the corpus has {len(docs)} document: next-sentence prediction needs at "
-                             f"least 2 (separate documents by blank lines), or use --no-nsp")
-        if len(docs) >= 6:
-            train_docs, eval_docs = docs[:-2], docs[-2:]
-        else:
-            train_docs, eval_docs = docs, docs
-            logger.warning("corpus of %d documents: too small to hold documents out; evaluating on training text",
-                           len(docs))
-    return train_docs, eval_docs
-
-
 def build_or_reuse_data(config: PretrainConfig, tok, out: Path, files: list[Path],
                         eval_files: Optional[list[Path]]):
     """Shards for training and evaluation in `out/data`, rebuilt only when the corpus or the parameters change."""
-    from bertforge.data.pretraining import PretrainingDataset, build_pretraining_data
+    from bertforge.data.pretraining import PretrainingDataset, build_pretraining_data, hold_out_documents
 
     params = dict(max_seq_length=config.max_seq_length, short_seq_prob=config.short_seq_prob, nsp=config.nsp,
                   dupe_factor=config.dupe_factor, seed=config.train.seed)
@@ -184,7 +160,7 @@ def build_or_reuse_data(config: PretrainConfig, tok, out: Path, files: list[Path
         if config.train.resume and stamp.exists():
             raise ValueError(f"the corpus or data options differ from the run being resumed in {out}: resume with "
                              f"the same --corpus and options, or start a new --out")
-        train_docs, eval_docs = _split_documents(config, files, eval_files)
+        train_docs, eval_docs = hold_out_documents(files, eval_files, min_documents=2 if config.nsp else 1)
         build_pretraining_data(train_docs, tok, data / "train", **params)
         build_pretraining_data(eval_docs, tok, data / "eval", **params)
         stamp.write_text(key)
@@ -193,19 +169,12 @@ def build_or_reuse_data(config: PretrainConfig, tok, out: Path, files: list[Path
 
 def claim_pretrain_dir(out: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to mix two runs in `out` before any work; `overwrite` deletes what a run wrote there."""
-    import shutil
-
     from bertforge.fileio import check_output_dir
     from bertforge.training.state import claim_run_dir
 
     check_output_dir(out)
-    if resume:
-        return
-    claim_run_dir(out, overwrite)
-    if overwrite:
-        for name in PRETRAIN_FILES:
-            p = out / name
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    if not resume:
+        claim_run_dir(out, overwrite, PRETRAIN_FILES)
 
 
 # ---------------------------------------------------------------------------------------------

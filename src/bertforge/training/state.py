@@ -11,6 +11,7 @@ import os
 import random
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,26 +35,27 @@ def list_checkpoints(out_dir: str | Path) -> list[Path]:
 RUN_FILES = ("metrics.jsonl", "loss.png", "cpu_time.json", "best")  # besides checkpoint-*/
 
 
-def run_artifacts(out_dir: Path) -> list[Path]:
-    """What a training run wrote in `out_dir`: checkpoints, best/, the metrics log and plot."""
+def run_artifacts(out_dir: Path, task_files: Sequence[str] = ()) -> list[Path]:
+    """What a training run wrote in `out_dir`: checkpoints, best/, the metrics log and plot, and the
+    task's own `task_files` (e.g. pre-training's data/ and model/)."""
     if not out_dir.is_dir():
         return []
-    named = [out_dir / name for name in RUN_FILES if (out_dir / name).exists()]
+    named = [out_dir / name for name in (*RUN_FILES, *task_files) if (out_dir / name).exists()]
     return list_checkpoints(out_dir) + named
 
 
-def claim_run_dir(out_dir: Path, overwrite: bool) -> None:
+def claim_run_dir(out_dir: Path, overwrite: bool, task_files: Sequence[str] = ()) -> None:
     """Make `out_dir` ready for a NEW run, refusing to mix it with one already there.
 
-    A folder holding a run (checkpoints, best/, metrics.jsonl) is refused unless `overwrite`, which
-    deletes exactly those files (nothing else of the user's). A file where a folder is expected, or a
+    A folder holding a run (checkpoints, best/, metrics.jsonl, the task's `task_files`) is refused unless
+    `overwrite`, which deletes exactly those files (nothing else of the user's). A file where a folder is expected, or a
     folder that cannot be written, is refused before any work is done.
     """
     from bertforge.errors import BertforgeError
 
     if out_dir.exists() and not out_dir.is_dir():
         raise BertforgeError(f"{out_dir} is a file, not a folder: choose another output folder")
-    found = run_artifacts(out_dir)
+    found = run_artifacts(out_dir, task_files)
     if found and not overwrite:
         last = list_checkpoints(out_dir)
         where = f" (last checkpoint: {last[-1].name})" if last else ""
