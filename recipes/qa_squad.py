@@ -185,6 +185,17 @@ def cmd_finish(args: argparse.Namespace) -> None:
         print(f"shipped to {SHIP_DIR}")
 
 
+def train_hours(metrics: list[dict]) -> float:
+    """Wall hours of training summed over sittings (`elapsed_s` restarts from 0 in each resumed sitting)."""
+    total, last = 0.0, 0.0
+    for r in metrics:
+        if "elapsed_s" in r:
+            e = r["elapsed_s"]
+            total += e - last if e >= last else e
+            last = e
+    return total / 3600
+
+
 def model_card(train_cfg: dict, scores: dict, metrics: list[dict], args: argparse.Namespace) -> str:
     """README.md of the shipped model: data, command, seed, hyper-parameters, time, every score."""
     t = train_cfg["train"]
@@ -209,7 +220,8 @@ def model_card(train_cfg: dict, scores: dict, metrics: list[dict], args: argpars
   {t['weight_decay']}, {t['precision']} autocast, attention dropout {train_cfg['attention_dropout']}, windows
   {train_cfg['windows']['max_seq_length']}/{train_cfg['windows']['max_query_length']}/{train_cfg['windows']['window_overlap']}
   (max_seq_length / max_query_length / window_overlap). **Seed** {t['seed']}.
-- **Compute**: CPU (2 shared vCPU, 1 torch thread), {sum(rates) / max(1, len(rates)):,.0f} real tokens/s on average.
+- **Compute**: CPU only (2 shared vCPU, 1-2 torch threads, several sittings resumed exactly):
+  {train_hours(metrics):.1f} h of training, {sum(rates) / max(1, len(rates)):,.0f} real tokens/s on average.
 - **No answer**: null-odds threshold {scores['null_threshold']} (config.json `null_threshold`), chosen on the
   held-out train articles with one unanswerable twin per question (calibration F1 {scores['calibration_f1']:.2f});
   `bertforge qa` says there is no answer when the null score wins by more (`--always-answer` overrides).
@@ -228,11 +240,11 @@ SQuAD v2.0 dev ({v2['questions']} questions, threshold {scores['null_threshold']
 HasAns EM {v2['HasAns_exact']:.2f} / F1 {v2['HasAns_f1']:.2f}; NoAns {v2['NoAns_exact']:.2f}
 (its unanswerable questions were written to look answerable; ours learned from other paragraphs' questions).
 
-Recomputed by `tests/tasks/test_qa_model.py` (slow).
+Recomputed by `tests/tasks/qa/test_qa_model.py` (slow).
 
 ## Reproduce
 
-    python recipes/qa_squad.py train --out runs/qa-squad --epochs {t['epochs']} --lr {t['lr']} --threads 1   # resumable: --resume
+    python recipes/qa_squad.py train --out runs/qa-squad --epochs {t['epochs']} --lr {t["lr"]} --threads 2   # resumable: --resume
     python recipes/qa_squad.py finish --out runs/qa-squad --ship
 """
 
