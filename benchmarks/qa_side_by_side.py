@@ -2,11 +2,12 @@
 
     python benchmarks/qa_side_by_side.py --out runs/qa-hf [--epochs 1] [--threads 1]
 
-Same data as the 11k-question recipe that trained the previously shipped model (SQuAD v1.1 dev minus XQuAD-en paragraphs + COVID-QA
-train, the same windows and the same batches in the same order), same hyper-parameters (AdamW
-lr/betas/eps/weight decay with no decay on biases and LayerNorm, linear warm-up 10% then linear decay,
-gradient clipping at 1.0, bf16 autocast) and the same seed; only the model and the loop differ: here the
-model is HF's and the loop is a plain PyTorch loop with HF's `get_linear_schedule_with_warmup`.
+Same data as the 11k-question recipe that trained the previously shipped model (SQuAD v1.1 dev minus
+XQuAD-en paragraphs + COVID-QA train, the same windows and the same batches in the same order), same
+hyper-parameters (AdamW lr/betas/eps/weight decay with no decay on biases and LayerNorm, linear warm-up
+10% then linear decay, gradient clipping at 1.0, bf16 autocast) and the same seed; only the model and
+the loop differ: here the model is HF's and the loop is a plain PyTorch loop with HF's
+`get_linear_schedule_with_warmup`.
 
 Both models are then scored by the same evaluator (official SQuAD v1.1 EM/F1 on XQuAD-en and COVID-QA
 dev), so the table compares the training, not the decoding. The HF model is saved in HF's own format
@@ -31,8 +32,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from bertforge.data.loader import ResumableLoader  # noqa: E402
 from bertforge.data.squad import collate, length_bucketed_batches, read_squad  # noqa: E402
-from bertforge.models.bert.checkpoint import minilm_path  # noqa: E402
 from bertforge.fileio import atomic_write_json  # noqa: E402
+from bertforge.models.bert.checkpoint import minilm_path  # noqa: E402
 from bertforge.tasks.qa.train import QATrainConfig, evaluate_squad, training_features  # noqa: E402
 from bertforge.tokenizer.tokenizer import Tokenizer  # noqa: E402
 
@@ -86,7 +87,8 @@ def main() -> None:
         tokenizer = Tokenizer.from_pretrained(minilm_path())
         examples = [ex for f in (split_file, args.data / "covid_qa" / "covid-qa-train.json") for ex in read_squad(f)]
         features = training_features(examples, tokenizer, cfg)
-        batches = [[features[k] for k in idx] for idx in length_bucketed_batches(features, cfg.batch_size, cfg.train.seed)]
+        batches = [[features[k] for k in idx]
+                   for idx in length_bucketed_batches(features, cfg.batch_size, cfg.train.seed)]
         loader = ResumableLoader(batches, batch_size=1, collate_fn=lambda items: collate(items[0]), seed=cfg.train.seed)
 
         torch.manual_seed(cfg.train.seed)
@@ -96,7 +98,8 @@ def main() -> None:
         optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.train.weight_decay},
                                        {"params": no_decay, "weight_decay": 0.0}], lr=cfg.train.lr, eps=1e-6)
         total = math.ceil(cfg.train.epochs * len(batches))
-        scheduler = transformers.get_linear_schedule_with_warmup(optimizer, round(cfg.train.warmup_ratio * total), total)
+        scheduler = transformers.get_linear_schedule_with_warmup(optimizer, round(cfg.train.warmup_ratio * total),
+                                                                 total)
         model.train()
         step, tokens, start = 0, 0, time.time()
         while step < total:
