@@ -10,8 +10,8 @@
   prepacked (`prepack_bf16`): weights cast to bf16 once and stored in oneDNN's blocked layout for the
   matrix units (AMX tiles where present), the FFN's exact GELU fused into the first projection, Q/K/V as
   one matmul. Same numerics as autocast (bf16 inputs and weights, fp32 accumulation, bf16 out); the
-  measured gain is in docs/speed.md. A bf16 copy of the whole model is no faster and puts LayerNorm in
-  bf16, so it is not a mode.
+  gain is measured by benchmarks/bench_inference.py (bf16 vs bf16-autocast). A bf16 copy of the whole
+  model is no faster and puts LayerNorm in bf16, so it is not a mode.
 - **int8**: dynamic quantization (`quantize_int8`): weights int8 per output channel, activations
   quantized per batch, CPU only; on x86 oneDNN's int8 matmul (`QuantizedLinear`: AMX-int8 or VNNI),
   elsewhere torch.ao's `quantize_dynamic`. The FFN output projection (`w_2`) is not quantized: its input
@@ -19,7 +19,7 @@
   docs/inference.md). Where the CPU has bf16 matrix units (`int8_with_bf16()`) what is not quantized
   runs in bf16 (prepacked, under autocast), otherwise in fp32.
 - **compile**: `torch.compile(model, dynamic=True)`; optional, never required. Checkpoints saved from a
-  compiled model carry no `_orig_mod.` prefix (checkpoint.save strips it).
+  compiled model carry no `_orig_mod.` prefix (`models/base.PreTrainedModel.checkpoint_state` strips it).
 """
 from __future__ import annotations
 

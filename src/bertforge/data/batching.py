@@ -5,7 +5,7 @@ Features are dicts of plain lists (`input_ids`, `token_type_ids`, optional `labe
 for multiple choice. `pad_collate` turns a list of them into tensors: (B, T), or (B, C, T), padded only to
 the longest sequence in the batch. `BucketedLoader` orders each epoch so similar lengths share a batch:
 little compute is spent on padding, and the order is still a pure function of (seed, epoch), so a resumed
-run continues exactly (it is a `bertforge.loader.ResumableLoader`).
+run continues exactly (it is a `bertforge.data.loader.ResumableLoader`).
 """
 from __future__ import annotations
 

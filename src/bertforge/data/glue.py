@@ -30,7 +30,7 @@ class GlueTask:
     text_pair: Optional[str]
     label: str
     labels: Optional[tuple[str, ...]]  # class names in index order (as HF's GLUE processors); None: regression
-    metric: str  # headline dev metric, a key of `bertforge.metrics.classification.glue_metrics`
+    metric: str  # headline dev metric, a key of `metrics.classification.classification_scores` / `pearson_spearman`
     headerless: Optional[tuple[str, ...]] = None  # column names when a file has no header row
 
     @property

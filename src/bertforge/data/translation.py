@@ -7,7 +7,7 @@
 - `TokenBatchLoader`: batches holding at most `max_tokens` padded tokens (Vaswani et al. 5.1: "each
   training batch contained a set of sentence pairs containing approximately 25000 source tokens and
   25000 target tokens"), of sentences of similar length. Resumable and DDP-sharded with the same
-  contract as `bertforge.loader.ResumableLoader` (state_dict / load_state_dict, len = batches per epoch).
+  contract as `bertforge.data.loader.ResumableLoader` (state_dict / load_state_dict, len = batches per epoch).
 - `detokenize(words)`: joins the words of BERT's basic tokenizer (which splits off every punctuation
   mark) back into running text, so sacreBLEU scores detokenised output against raw references.
 - `toy_pairs(task, ...)`: the copy and reverse tasks, a model check that trains in a minute.

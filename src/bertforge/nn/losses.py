@@ -113,7 +113,7 @@ def linear_cross_entropy(hidden: Tensor, weight: Tensor, labels: Tensor, ignore_
     hidden (N, D), weight (V, D) (a language-model head, e.g. the tied token embedding), labels (N,)
     with `ignore_index` for positions not to predict. Returns the mean over the counted positions (0 if
     none). Under CPU/CUDA autocast the matmuls run in the autocast dtype and the softmax in fp32, like
-    autocast's own `cross_entropy`. Equal to the unfused formula (tests/test_gpt.py); what it saves is
+    autocast's own `cross_entropy`. Equal to the unfused formula (tests/models/gpt/test_gpt.py); what it saves is
     memory traffic: the unfused head writes (N, V) logits, an fp32 copy, their log-softmax and a
     gradient of the same size, e.g. 4 x 500 MB for a 16 x 256 batch and a 30522-word vocabulary, which
     on a CPU costs more than the matmul itself. (The same idea as Liger Kernel's fused linear

@@ -7,8 +7,8 @@ Three kinds of task share one recipe and differ only in featurisation, decoding 
 - `token`:    one tag per word (CoNLL-2003, WNUT-17)                               -> BertForTokenClassification
 - `choice`:   pick one of C continuations (CommonsenseQA, COPA, SWAG)               -> BertForMultipleChoice
 
-A `TaskData` names the examples, labels, headline metric and default hyper-parameters; the `*_task`
-functions build one per data source. `finetune()` trains on the shared loop (`bertforge.train.Trainer`),
+A `TaskData` names the examples, labels, headline metric and default hyper-parameters; the `*_task_data`
+functions build one per data source. `finetune()` trains on the shared loop (`bertforge.training.trainer.Trainer`),
 evaluating on dev a few times per epoch, stopping early when the metric stops improving, keeping
 `<out>/best/` (HF layout + vocab.txt + finetune.json). `evaluate()` and `predict()` take such a folder.
 

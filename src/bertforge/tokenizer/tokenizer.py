@@ -1,12 +1,12 @@
 """BERT's tokenizer, pieces -> model inputs: [CLS] text [SEP] (pair [SEP]) ids with offsets.
 
-bertforge.basic_tokenizer turns text into WordPiece pieces with character offsets (basic
+bertforge.tokenizer.wordpiece turns text into WordPiece pieces with character offsets (basic
 tokenization + WordPiece, Devlin et al. 2019 section 3; Wu et al. 2016 section 4.1; the D1 parity
 rules with HF `BertTokenizer` and the chunk cache that makes it fast are described there). This
 module frames them for the model: `Tokenizer` adds [CLS]/[SEP] and token type ids (BERT section 3,
 "Input/Output Representations"), truncates pairs with HF's strategies, pads, batches
 (`encode_batch` -> `BatchEncoding`), decodes, and reads/writes the HF vocab.txt +
-tokenizer_config.json layout (decision D5). `train_vocab` lives in bertforge.vocab_training.
+tokenizer_config.json layout (decision D5). `train_vocab` lives in bertforge.tokenizer.training.
 
 Every public name of the first half (SPECIAL_TOKENS, BasicTokenizer, WordPiece, check_text) is
 re-exported here, so `from bertforge.tokenizer.tokenizer import ...` keeps working.
@@ -513,7 +513,7 @@ def _padding_strategy(padding: Union[bool, str]) -> str:
 
 
 def train_vocab(*args: Any, **kwargs: Any) -> Path:
-    """See bertforge.vocab_training.train_vocab (re-exported here)."""
+    """See bertforge.tokenizer.training.train_vocab (re-exported here)."""
     from bertforge.tokenizer.training import train_vocab as _train
     return _train(*args, **kwargs)
 

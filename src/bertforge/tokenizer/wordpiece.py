@@ -11,13 +11,13 @@ Two stages, as in Devlin et al. 2019 ("BERT", section 3 and Google's `tokenizati
    prefix. A word longer than `max_input_chars_per_word` (100) or with no match becomes [UNK].
    Example: "unaffable" -> ["un", "##aff", "##able"].
 
-Decision D1 (shared/DESIGN.md): ids equal HF `BertTokenizer` (pure Python, do_lower_case=True) on
+Decision D1 (docs/design.md): ids equal HF `BertTokenizer` (pure Python, do_lower_case=True) on
 any input. That includes its quirks: text is lowercased one character at a time before anything else
 (so a word-final 'Σ' becomes 'σ', not 'ς'), NFC is applied before lowercasing, and every C* character
 (unassigned Cn, private-use Co, format Cf, lone surrogates) is dropped as "control". HF's Rust
 `BertTokenizerFast` keeps unassigned code points, uses older Unicode tables for Cf/Mn, strips accents
 before lowercasing, and starts a CJK range at U+2B920 instead of U+2B820; docs/tokenizer.md and the
-divergence tests in tests/test_tokenizer.py show each case.
+divergence tests in tests/tokenizer/test_tokenizer.py show each case.
 Offsets are character spans into the original string, end-exclusive.
 
 Speed (benchmarks/bench_tokenizer.py): the text is split into whitespace-delimited *chunks*; every

@@ -17,7 +17,7 @@ Use it like this::
 The contract:
 - The model's `forward(**batch)` returns an object with `.loss` (bertforge heads return `HeadOutput`):
   a batch is a dict of tensors whose keys are the model's keyword arguments, labels included.
-- The loader yields such dicts. A `ResumableLoader` (bertforge.loader) makes resume exact and shards the
+- The loader yields such dicts. A `ResumableLoader` (bertforge.data.loader) makes resume exact and shards the
   data under DDP; any other iterable works but cannot resume its position (a warning says so).
 - **Loss convention.** `.loss` is a mean over its micro-batch. With gradient accumulation (and DDP), each
   micro-batch's loss is weighted by its number of examples (dim 0), so the step's gradient is the
@@ -486,7 +486,7 @@ class Trainer:
         if state["loader"] is not None and hasattr(self.loader, "load_state_dict"):
             self.loader.load_state_dict(state["loader"])
         else:
-            logger.warning("resume: the loader's position was not restored (use bertforge.loader.ResumableLoader)")
+            logger.warning("resume: the loader's position was not restored (use bertforge.data.loader.ResumableLoader)")
         rng = state["rng"] if self.rank == 0 else torch.load(path / f"rng-rank{self.rank}.pt", weights_only=True)
         set_rng_state(rng)
         if self.is_main:  # the steps after this checkpoint will be trained (and logged) again

@@ -18,7 +18,7 @@ learns by filling masked blanks; GPT sees only the left side and learns by predi
 so it can continue a text one token at a time (`generation.py`).
 
 HF parity: on the same weights `GPTLMHeadModel` gives `transformers.GPT2LMHeadModel`'s logits and loss
-(tests/test_gpt.py); `checkpoint.py` maps names and Conv1D layouts both ways.
+(tests/models/gpt/test_gpt.py); `checkpoint.py` maps names and Conv1D layouts both ways.
 
 Shapes: B batch, T new positions, P past (cached) positions, D n_embd, V vocabulary, H heads.
 """

@@ -4,7 +4,7 @@
     h      = Decoder(PE(Embed_tgt(y_<t) * sqrt(d_model)), memory)              masked self-attn + cross-attn
     p(y_t | y_<t, x) = softmax(h W_out)                                        (section 3.4)
 
-Built from `bertforge.layers` (one attention, D3). Optional shared source/target vocabulary (one
+Built from `bertforge.nn` (one attention, D3). Optional shared source/target vocabulary (one
 embedding matrix) and the output projection tied to the target embedding (section 3.4: "we share the
 same weight matrix between the two embedding layers and the pre-softmax linear transformation").
 Post-LN by default, pre-LN by `norm_first=True` (D4). Decoding (greedy, beam) lives in `decoding.py`.

@@ -1,12 +1,12 @@
 """Answer questions about a text: the main job (Devlin et al. 2019, section 4.2; D6).
 
     from bertforge.tasks.qa.answerer import QuestionAnswerer
-    qa = QuestionAnswerer()                       # the shipped model (bertforge/models/qa-minilm)
+    qa = QuestionAnswerer()                       # the shipped model (bertforge/assets/qa-minilm)
     qa.answer("Who wrote it?", context, top_k=1)  # -> [Answer(text, probability, start, end, ...)]
 
 A context of any length is cut into overlapping windows (`QAWindows`, D6), the
 windows of all questions are run in length-sorted batches (padding trimmed per batch), and spans are
-decoded over all windows with the n-best / max-context rules of `qa_decode`.
+decoded over all windows with the n-best / max-context rules of `tasks.qa.decode`.
 """
 from __future__ import annotations
 

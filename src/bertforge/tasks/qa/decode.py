@@ -1,4 +1,4 @@
-"""Span decoding for extractive QA (Devlin et al. 2019, 4.2-4.3; DESIGN.md D6).
+"""Span decoding for extractive QA (Devlin et al. 2019, 4.2-4.3; docs/design.md D6).
 
 The model scores every token of every window with a start logit S.T_i and an end logit E.T_j; the
 score of the span i..j is S.T_i + E.T_j. For each question this module
