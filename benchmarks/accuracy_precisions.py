@@ -16,7 +16,6 @@ import json
 from pathlib import Path
 
 import torch
-
 from bench_inference import CORPUS
 from bench_qa import XQUAD_EN
 

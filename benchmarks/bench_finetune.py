@@ -12,9 +12,9 @@ best-checkpoint rule). They differ in the model class and in batching:
 Reported per task: the dev metric of the kept (best) checkpoint for each (mean and the per-seed values:
 their spread is the run-to-run noise) and training throughput in real (non-padding) tokens per second,
 evaluation and checkpoint time excluded, per wall second and per CPU second of the (single-threaded)
-process -- the second is what to compare on a shared machine. The two sides of one seed run back to back, alternating which
-goes first (the machine is shared and noisy). Results are appended to <out>/results.jsonl as each run
-ends, so an interrupted benchmark resumes where it stopped.
+process -- the second is what to compare on a shared machine. The two sides of one seed run back to back,
+alternating which goes first (the machine is shared and noisy). Results are appended to <out>/results.jsonl
+as each run ends, so an interrupted benchmark resumes where it stopped.
 
     nohup nice -n 10 .venv/bin/python benchmarks/bench_finetune.py --tasks rte,mrpc,stsb,cola,wnut17 \\
         --seeds 1,2 --epochs 3 > runs/bench_finetune.log 2>&1 &
@@ -154,7 +154,8 @@ def report(path: Path) -> None:
         return
     groups = list(dict.fromkeys((r["task"], json.dumps(r["setup"], sort_keys=True)) for r in rows))
     print(f"{'task':<14}{'metric':<10}{'majority':>9} | {'bertforge (seeds)':<28}{'HF (seeds)':<28}"
-          f"{'diff':>7} | {'bf tok/s':>9}{'HF tok/s':>9}{'ratio':>7} | {'bf tok/cpu-s':>12}{'HF':>7}{'ratio':>7}  setup")
+          f"{'diff':>7} | {'bf tok/s':>9}{'HF tok/s':>9}{'ratio':>7} | "
+          f"{'bf tok/cpu-s':>12}{'HF':>7}{'ratio':>7}  setup")
     for task, setup_key in groups:
         group = [r for r in rows if r["task"] == task and json.dumps(r["setup"], sort_keys=True) == setup_key]
         for bf16 in sorted({r["bf16"] for r in group}):
@@ -177,10 +178,12 @@ def report(path: Path) -> None:
             r0 = bf[0]
             base = r0["baseline"]
             setup = (f"{r0['epochs']:g} ep, lr {r0['lr']:g}, bs {r0['batch_size']}, len {r0['max_length']}, "
-                     f"n_train {r0['n_train']}" + (", bf16" if bf16 else "") + (", same batches" if r0["same_batches"] else "")
+                     f"n_train {r0['n_train']}" + (", bf16" if bf16 else "")
+                     + (", same batches" if r0["same_batches"] else "")
                      + (", no bucketing" if r0["setup"].get("no_bucket") else ""))
             print(f"{task:<14}{r0['metric']:<10}{100 * base:>9.1f} | {bcell:<28}"
-                  f"{hcell:<28}{bmean - hmean:>+7.1f} | {btps:>9.0f}{htps:>9.0f}{btps / htps:>7.2f} | {bcpu:>12.0f}{hcpu:>7.0f}{bcpu / hcpu:>7.2f}  {setup}")
+                  f"{hcell:<28}{bmean - hmean:>+7.1f} | {btps:>9.0f}{htps:>9.0f}{btps / htps:>7.2f} | "
+                  f"{bcpu:>12.0f}{hcpu:>7.0f}{bcpu / hcpu:>7.2f}  {setup}")
     print("scores x100 of the kept (best dev) checkpoint; ± = sample std over seeds; tok/s = real (non-padding) "
           "tokens per second of training, eval/checkpoint time excluded; tok/cpu-s = the same per second of this "
           "process's CPU time (1 thread: robust to the other jobs on a shared machine)")

@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from bench_qa import XQUAD_EN, print_qa_table, qa_compare
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpus" / "heldout.txt"
@@ -113,9 +112,9 @@ def encoder_bench(sentences: list[str], batch_size: int, rounds: int, compile: b
                   ort: bool = True) -> list[dict]:
     import transformers
 
-    from bertforge.models.bert.modeling import BertModel
-    from bertforge.models.bert.checkpoint import minilm_path
     from bertforge.inference import precision_context, prepare_model
+    from bertforge.models.bert.checkpoint import minilm_path
+    from bertforge.models.bert.modeling import BertModel
 
     path = minilm_path()
     tok = transformers.BertTokenizerFast.from_pretrained(str(path))

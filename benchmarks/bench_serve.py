@@ -54,7 +54,8 @@ def requests_pool(n: int, contexts: str = "paragraph") -> tuple[list[dict], str]
         bodies = []
         for p in picked:
             qa = p["qas"][0]
-            context = p["context"] if contexts == "paragraph" else sentence_of(p["context"], qa["answers"][0]["answer_start"])
+            context = (p["context"] if contexts == "paragraph"
+                       else sentence_of(p["context"], qa["answers"][0]["answer_start"]))
             bodies.append({"question": qa["question"], "context": context, "top_k": 1})
         return bodies, f"SQuAD v1.1 dev, {len(bodies)} {contexts}s (first question of each paragraph)"
     passage = (ROOT / "src" / "bertforge" / "assets" / "demo_passage.txt").read_text(encoding="utf-8")
@@ -81,12 +82,12 @@ class Server:
     """A server process on a free port (`bertforge serve`, or this file's naive one); stderr drained."""
 
     @classmethod
-    def serve(cls, threads: int, max_batch: int, extra: list[str]) -> "Server":
+    def serve(cls, threads: int, max_batch: int, extra: list[str]) -> Server:
         return cls([sys.executable, "-m", "bertforge", "--threads", str(threads), "serve", "--port", "0",
                     "--no-embed", "--max-batch", str(max_batch), "--timeout", "600", "--max-queue", "1024", *extra])
 
     @classmethod
-    def naive(cls, threads: int, extra: list[str]) -> "Server":
+    def naive(cls, threads: int, extra: list[str]) -> Server:
         return cls([sys.executable, __file__, "--naive-server", "--threads", str(threads), *extra])
 
     wait_policy = "PASSIVE"  # OMP_WAIT_POLICY of every server (the CLI's default; C gets it too)
@@ -201,10 +202,10 @@ def level(servers: dict[str, Server], bodies: list[dict], concurrency: int) -> d
     out = {"requests": n}
     for name in names:
         slot = acc[name]
-        out[name] = {"req_s": n / slot["seconds"], "cpu_ms": 1000 * slot["cpu"] / n, "p50": percentile(slot["lat"], 0.50),
-                     "p95": percentile(slot["lat"], 0.95), "p99": percentile(slot["lat"], 0.99),
-                     "errors": slot["errors"],
-                     "same_as_A": sum(x == y and x is not None for x, y in zip(slot["answers"], acc["A"]["answers"])) / n}
+        same = sum(x == y and x is not None for x, y in zip(slot["answers"], acc["A"]["answers"]))
+        out[name] = {"req_s": n / slot["seconds"], "cpu_ms": 1000 * slot["cpu"] / n,
+                     "p50": percentile(slot["lat"], 0.50), "p95": percentile(slot["lat"], 0.95),
+                     "p99": percentile(slot["lat"], 0.99), "errors": slot["errors"], "same_as_A": same / n}
     calls = after["batches"] - before["batches"]
     out["A"]["mean_batch"] = (after["jobs"] - before["jobs"]) / calls if calls else 0.0
     return out
@@ -297,7 +298,8 @@ def main() -> None:
             print("| concurrency (requests) | " + " | ".join(f"{n} req/s" for n in servers) + " | "
                   + " | ".join(f"A/{n}" for n in others) + " | "
                   + " | ".join(f"{n} CPU ms/req" for n in servers) + " | "
-                  + " | ".join(f"{n} p50 / p95 / p99 s" for n in servers) + " | A mean group | errors | same answers as A |")
+                  + " | ".join(f"{n} p50 / p95 / p99 s" for n in servers)
+                  + " | A mean group | errors | same answers as A |")
             print("|---" * (4 + 3 * len(servers) + len(others)) + "|")
             for c in args.concurrency:
                 r = level(servers, bodies, c)

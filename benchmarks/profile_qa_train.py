@@ -28,7 +28,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
-
 from bench_qa_train import batches, step
 
 CATEGORIES = (  # first match wins; names are torch.profiler's op names
@@ -135,7 +134,7 @@ def main() -> None:
         print(f"{name:<17}{m['tokens_per_s']:>11.0f}{m['tokens_per_cpu_s']:>10.0f}{m['sys_share']:>10.0%}"
               f"{m['faults_per_step']:>12.0f}{m['csw_per_step']:>9.0f}{med:>9.2f}{len(slow):>11}"
               f"{m['slow_new_shape']:>17}")
-    print("\nshare of self CPU time (torch.profiler, %d steps each):" % args.profile_steps)
+    print(f"\nshare of self CPU time (torch.profiler, {args.profile_steps} steps each):")
     labels = [c for c, _ in CATEGORIES] + ["other elementwise / bookkeeping"]
     print(f"{'':<36}" + "".join(f"{n:>17}" for n in runs))
     for label in labels:

@@ -10,7 +10,8 @@ the same masked-LM data (the shared corpus, a WordPiece vocabulary of 8000 train
 tokens, dynamic 15% masking), the same 1200 steps of 32 rows, the same optimiser and schedule, seeds
 {0, 1, 2}. (A pilot at 300 and 500 steps left every h on the unigram plateau -- held-out loss 6.6-6.7
 nats, no head worth more than 0.01 nats -- so nothing about heads could be seen; at 1200 steps, about
-2 CPU-minutes per model, the loss is ~0.5 nats below the unigram baseline and heads matter.) The FLOPs do not depend on h: the Q, K, V, O projections are D x D for any h, and the
+2 CPU-minutes per model, the loss is ~0.5 nats below the unigram baseline and heads matter.)
+The FLOPs do not depend on h: the Q, K, V, O projections are D x D for any h, and the
 attention scores cost T^2 x d_k x h = T^2 x D. Each trained model is then
 
 1. scored on held-out masked LM (heldout.txt, static masks): loss and accuracy;
@@ -345,8 +346,9 @@ def markdown_table(rows: list[dict]) -> str:
         roles = " / ".join(f"{100 * r['roles'][k]:.0f}%" for k in
                            ("previous", "next", "self", "[CLS]", "[SEP]", "punctuation", "none"))
         lines.append(f"| {r['h']} | {r['d_k']} | {pm(r['mlm_loss'])} | {pm(r['mlm_accuracy'])} | "
-                     f"{pm(r['sst2_accuracy'])} | {pm(r['entropy'], '{:.2f}')} | {roles} | {pm(r['mlm_ablation_max'])} | "
-                     f"{100 * r['harmless_share']:.0f}% | {pm(r['keep_one'])} | {r['train_cpu_seconds'][0]:.0f} |")
+                     f"{pm(r['sst2_accuracy'])} | {pm(r['entropy'], '{:.2f}')} | {roles} | "
+                     f"{pm(r['mlm_ablation_max'])} | {100 * r['harmless_share']:.0f}% | {pm(r['keep_one'])} | "
+                     f"{r['train_cpu_seconds'][0]:.0f} |")
     return "\n".join(lines)
 
 
@@ -476,8 +478,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                 t = time.time()
                 record = run_unit(h, seed, tok, train_ds, eval_ds, out, args.data, s)
                 append_record(results, record)
-                print(f"h={h:2d} seed={seed}: MLM loss {record['mlm_loss']:.3f}, accuracy {record['mlm_accuracy']:.3f}, "
-                      f"SST-2 {record['sst2_accuracy']:.3f} ({time.time() - t:.0f} s)", flush=True)
+                print(f"h={h:2d} seed={seed}: MLM loss {record['mlm_loss']:.3f}, "
+                      f"accuracy {record['mlm_accuracy']:.3f}, SST-2 {record['sst2_accuracy']:.3f} "
+                      f"({time.time() - t:.0f} s)", flush=True)
     if args.stage in ("all", "minilm"):
         m = minilm_stage(out, args.data, s)
         print(f"MiniLM: STS-B Spearman {m['spearman']:.4f} on {m['pairs']} pairs", flush=True)

@@ -4,10 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bertforge.models.bert.modeling import BertModel
-from bertforge.models.bert.config import BertConfig
 from bertforge.inference import PackedLinear, QuantizedLinear, precision_context, prepare_model, quantize_int8
-
+from bertforge.models.bert.config import BertConfig
+from bertforge.models.bert.modeling import BertModel
 from tests.helpers import require_data
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

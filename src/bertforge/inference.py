@@ -24,8 +24,7 @@
 from __future__ import annotations
 
 import functools
-from contextlib import nullcontext
-from typing import ContextManager
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch import Tensor, nn
@@ -77,7 +76,7 @@ def prepare_model(model: nn.Module, device: str = "cpu", precision: str = "fp32"
     return model
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def onednn_bf16() -> bool:
     """Whether oneDNN has bf16 matmul kernels on this CPU (AVX-512 BW/VL/DQ or newer; AMX is the fast one).
 
@@ -85,7 +84,7 @@ def onednn_bf16() -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_matmul_units() -> str:
     """The CPU's matrix instructions that oneDNN may use, for reports: 'amx' (AMX-bf16 and AMX-int8 tiles),
     'avx512_bf16', 'avx512_vnni', 'avx512', 'avx2' or 'other'; capped by `ONEDNN_MAX_CPU_ISA` when set."""
@@ -213,7 +212,7 @@ def _quantize_uint8(x: Tensor) -> tuple[Tensor, float, int]:
         return q.int_repr(), float(q.q_scale()), int(q.q_zero_point())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def onednn_int8() -> bool:
     """Whether oneDNN's int8 matmul runs here (an x86 CPU; AMX-int8 or VNNI make it fast)."""
     if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.onednn, "qlinear_pointwise"):
@@ -257,7 +256,7 @@ def quantize_int8(model: nn.Module, keep_float: tuple[str, ...] = ("w_2",)) -> n
         return quantize_dynamic(model, spec, dtype=torch.qint8)
 
 
-def precision_context(device: str, precision: str) -> ContextManager:
+def precision_context(device: str, precision: str) -> AbstractContextManager:
     """bf16 autocast for 'bf16' (and for 'int8' where `int8_with_bf16()`), nothing otherwise: fp32 runs as
     is, int8 lives in the quantized modules."""
     if precision == "bf16" or (precision == "int8" and check_device(str(device)).type == "cpu" and int8_with_bf16()):

@@ -174,9 +174,12 @@ function draw() {
     tok.appendChild(s);
   });
   const head = grid.insertRow(); head.appendChild(document.createElement("th"));
-  D.tokens.forEach(t => { const th = document.createElement("th"); th.className = "col"; th.textContent = t; head.appendChild(th); });
+  D.tokens.forEach(t => {
+    const th = document.createElement("th"); th.className = "col"; th.textContent = t; head.appendChild(th);
+  });
   m.forEach((row, i) => {
-    const tr = grid.insertRow(); const th = document.createElement("th"); th.textContent = D.tokens[i]; tr.appendChild(th);
+    const tr = grid.insertRow();
+    const th = document.createElement("th"); th.textContent = D.tokens[i]; tr.appendChild(th);
     row.forEach((p, j) => { const td = tr.insertCell(); td.style.background = shade(p);
       td.title = D.tokens[i] + " \\u2192 " + D.tokens[j] + ": " + p.toFixed(4); });
   });

@@ -68,8 +68,8 @@ TEXTS = (SANE, TEXT)
 GOOD_INPUTS = st.sampled_from([b"the cat sat.\n", b"alice lives in paris.\nthe dog ran.\n", b"\xef\xbb\xbfthe cat.\n",
                                "\u00e9t\u00e9 \U0001f600 paris.\n".encode(), b"a\r\nb\r\n", b"the cat " * 400 + b"\n"])
 BAD_INPUTS = st.one_of(
-    st.sampled_from([b"", b"\n", b"the cat.\n\nthe dog.\n", "caf\xe9 in paris.\n".encode("latin-1"), b"\x00\x01\xff\xfe",
-                     "the cat.\n".encode("utf-16")]),
+    st.sampled_from([b"", b"\n", b"the cat.\n\nthe dog.\n", "caf\xe9 in paris.\n".encode("latin-1"),
+                     b"\x00\x01\xff\xfe", "the cat.\n".encode("utf-16")]),
     st.binary(max_size=48), st.text(max_size=60).map(lambda s: s.encode("utf-8")))
 INPUTS = st.integers(0, 9).flatmap(lambda i: GOOD_INPUTS if i < 6 else BAD_INPUTS)
 MAYBE_INPUTS = st.integers(0, 9).flatmap(lambda i: st.none() if i < 7 else INPUTS)  # None: the command's real data
@@ -127,7 +127,8 @@ def check(argv: list, stdin: Optional[bytes] = None, files: Optional[dict[str, b
         r = run(argv, stdin, cwd=work)
         CASES.append((str(argv[0]), r.status))
         if os.environ.get("BERTFORGE_FUZZ_LOG"):  # see what the generated runs were
-            print(f"[{r.status}] {time.perf_counter() - t0:.1f}s {[str(a)[:40] for a in argv]} {r.err.strip().splitlines()[-1:] if r.err else ''}")
+            print(f"[{r.status}] {time.perf_counter() - t0:.1f}s {[str(a)[:40] for a in argv]} "
+                  f"{r.err.strip().splitlines()[-1:] if r.err else ''}")
         assert r.status in (0, 2), r
         assert "Traceback" not in r.err, r
         r.out.encode("utf-8")  # strict: no lone surrogates leaked into the output
@@ -149,7 +150,8 @@ def model_dirs(tiny: dict[str, Path], *names: str) -> st.SearchStrategy:
 
 # ---- inference commands -----------------------------------------------------------------------------
 
-QA_WINDOWS = flags(opt("--max-seq-length", LENGTHS), opt("--max-query-length", pool(["16", "32", "64"], ["0", "x", "600"])),
+QA_WINDOWS = flags(opt("--max-seq-length", LENGTHS),
+                   opt("--max-query-length", pool(["16", "32", "64"], ["0", "x", "600"])),
                    opt("--window-overlap", pool(["0", "16", "64"], ["-1", "x", "500"])))
 
 
@@ -321,13 +323,15 @@ def viz_case(tiny):
     return st.one_of(
         st.tuples(st.just("attention"), QUESTION, picture,
                   flags(opt("--layer", INTS), opt("--head", INTS), opt("--max-seq-length", LENGTHS),
-                        st.one_of(st.just([]), place("explorer", (".html",), (".txt",)).map(lambda p: ["--html", p])), opt("--device", DEVICES))),
+                        st.one_of(st.just([]), place("explorer", (".html",), (".txt",)).map(lambda p: ["--html", p])),
+                        opt("--device", DEVICES))),
         st.tuples(st.just("positional"), st.just(""), picture,
                   flags(opt("--max-seq-length", pool(["1", "64"], ["100000", "0"])),
                         opt("--d-model", pool(["2", "128"], ["1", "100000", "-2"])),
                         opt("--dims", pool(["0", "1"], ["200", "-1"])), opt("--max-len", INTS))),
         st.tuples(st.just("embeddings"), st.just(""), picture,
-                  st.lists(st.one_of(st.sampled_from(["cat", "dog", "paris"]), WORD), min_size=1, max_size=3).map(lambda ws: ["--words", *ws])),
+                  st.lists(st.one_of(st.sampled_from(["cat", "dog", "paris"]), WORD), min_size=1, max_size=3)
+                  .map(lambda ws: ["--words", *ws])),
         st.tuples(st.just("masks"), st.just(""), picture,
                   flags(opt("--lengths", pool(["3", "5 2", "4 4 4"], ["0", "100000"])), opt("--row", INTS))))
 
@@ -400,8 +404,9 @@ def run_lm(case, tiny):
         if "--max-steps" not in extra:
             extra = extra + ["--max-steps", "1"]
         data = tiny["corpus"].read_bytes() if data is None else data
-        check(["train-lm", "--corpus", "corpus.txt", "--out", out, "--config", "tiny", "--batch-size", "2", "--block-size", "8",
-               "--vocab", tiny["gpt"] / "vocab.txt", "--quiet", *extra], None, {"corpus.txt": data})
+        check(["train-lm", "--corpus", "corpus.txt", "--out", out, "--config", "tiny", "--batch-size", "2",
+               "--block-size", "8", "--vocab", tiny["gpt"] / "vocab.txt", "--quiet", *extra],
+              None, {"corpus.txt": data})
     else:
         check(["generate", "--model", tiny["gpt"], *extra, "--", *data])
 

@@ -122,7 +122,8 @@ def test_resource_guard_gives_an_estimate(tmp_path):
     line = refused(["viz", "positional", "--max-seq-length", "100000", "--d-model", "100000",
                     "--out", tmp_path / "p.png"])
     assert "would need about 400.0 GB" in line
-    assert "would need about" in refused(["viz", "masks", "--lengths", "100000", "--row", "0", "--out", tmp_path / "m.png"])
+    assert "would need about" in refused(["viz", "masks", "--lengths", "100000", "--row", "0",
+                                          "--out", tmp_path / "m.png"])
 
 
 def test_a_failed_run_leaves_nothing_behind(tiny, tmp_path):

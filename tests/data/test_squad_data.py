@@ -60,7 +60,8 @@ def test_read_squad_formats():
     v1 = read_squad(require_data("squad", "dev-v1.1.json"))
     assert len(v1) == 10570 and sum(len(e.answers) for e in v1) == 34726
     assert v1[0].title == "Super_Bowl_50" and not v1[0].is_impossible
-    assert all(e.context[a["answer_start"]:a["answer_start"] + len(a["text"])] == a["text"] for e in v1[:500] for a in e.answers)
+    assert all(e.context[a["answer_start"]:a["answer_start"] + len(a["text"])] == a["text"]
+               for e in v1[:500] for a in e.answers)
     v2 = read_squad(require_data("squad", "dev-v2.0.json"))
     assert len(v2) == 11873 and sum(e.is_impossible for e in v2) == 5945
     assert all(not e.answers for e in v2 if e.is_impossible)
@@ -155,7 +156,8 @@ def test_windows_and_labels_match_hf_run_qa(tokenizer, hf_tokenizer, max_seq_len
         assert f.example_index == enc["overflow_to_sample_mapping"][i]
         assert f.input_ids == enc["input_ids"][i]
         assert f.token_type_ids == enc["token_type_ids"][i]
-        assert f.offsets == [tuple(o) if s == 1 else None for o, s in zip(enc["offset_mapping"][i], enc.sequence_ids(i))]
+        assert f.offsets == [tuple(o) if s == 1 else None
+                             for o, s in zip(enc["offset_mapping"][i], enc.sequence_ids(i))]
         e = examples[f.example_index]
         if e.answers and not aligned(e):
             continue  # we move such answers to a token-aligned occurrence (locate_answer); HF keeps the cut token

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 def pdf_bytes(pages: list[str]) -> bytes:
     """A minimal valid PDF (Helvetica, one line of text per page; '' = a page without text)."""
-    objects = ["<< /Type /Catalog /Pages 2 0 R >>",
-               "<< /Type /Pages /Kids [%s] /Count %d >>" % (" ".join(f"{3 + 2 * i} 0 R" for i in range(len(pages))),
-                                                            len(pages))]
+    kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(len(pages)))
+    objects = ["<< /Type /Catalog /Pages 2 0 R >>", f"<< /Type /Pages /Kids [{kids}] /Count {len(pages)} >>"]
     font = 3 + 2 * len(pages)
     for i, text in enumerate(pages):
         stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET" if text else ""

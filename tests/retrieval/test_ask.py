@@ -147,7 +147,8 @@ def test_cli_index_and_qa_docs(tmp_path, capsys, answerer, minilm_dir):
     assert "(1 embedded); 1 changed" in captured.err and "'Geneva'" in captured.out
     # errors are one line, exit status 2
     assert main(["qa", "Anything?", "--docs", str(tmp_path / "nowhere")]) == 2
-    assert capsys.readouterr().err.strip() == f"bertforge qa: error: --docs {tmp_path / 'nowhere'}: no such folder or index"
+    assert capsys.readouterr().err.strip() == (f"bertforge qa: error: --docs {tmp_path / 'nowhere'}: "
+                                               "no such folder or index")
     (tmp_path / "empty").mkdir()
     assert main(["index", str(tmp_path / "empty")]) == 2
     assert "no documents to index" in capsys.readouterr().err

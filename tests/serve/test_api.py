@@ -87,7 +87,8 @@ def test_a_model_that_says_no_answer_gives_an_empty_list(tiny_models):
         body = c.post("/api/qa", json={"question": "Who?", "context": CONTEXT, "top_k": 3}).json()
     want = qa.ask("Who?", CONTEXT, top_k=3)
     assert body["answers"] == want.answers == []
-    assert body["no_answer_probability"] == pytest.approx(want.no_answer_probability) and body["no_answer_probability"] > 0
+    assert body["no_answer_probability"] == pytest.approx(want.no_answer_probability)
+    assert body["no_answer_probability"] > 0
 
 
 def test_embed_equals_the_encoder_one_by_one(api, tiny_engine):
@@ -122,10 +123,12 @@ def test_attention_equals_model_attentions_and_keeps_the_fast_path(api, tiny_mod
     r = api.post("/api/attention", json={"text": text})
     assert r.status_code == 200, r.text
     body = r.json()
-    fresh = BertModel.from_pretrained(tiny_models["qa"])  # an independent copy of the encoder (its new pooler is unused)
+    # an independent copy of the encoder (its new pooler is unused)
+    fresh = BertModel.from_pretrained(tiny_models["qa"])
     tokens, att = model_attentions(fresh, tiny_engine.qa.tokenizer, text)
     assert body["tokens"] == tokens and (body["layers"], body["heads"]) == att.shape[:2] and not body["truncated"]
-    torch.testing.assert_close(torch.tensor(body["attentions"], dtype=torch.float64), att.double(), rtol=0, atol=6e-5)  # 4 decimals
+    torch.testing.assert_close(torch.tensor(body["attentions"], dtype=torch.float64), att.double(),
+                               rtol=0, atol=6e-5)  # 4 decimals
     assert tiny_engine.qa.model.bert.config.attn_implementation == "sdpa"  # QA goes back to the fast kernel
 
 
@@ -187,9 +190,12 @@ def test_qa_422_names_the_field(api, body, field):
 
 def test_qa_limits_are_configurable(tiny_engine):
     with client(tiny_engine, max_question_chars=5, max_top_k=2, max_context_chars=20) as c:
-        assert_error(c.post("/api/qa", json={"question": "Who is?", "context": CONTEXT}), 422, "invalid_request", "question")
-        assert_error(c.post("/api/qa", json={"question": "Who?", "context": CONTEXT}), 422, "invalid_request", "context")
-        assert_error(c.post("/api/qa", json={"question": "Who?", "context": "Ann is.", "top_k": 3}), 422, "invalid_request", "top_k")
+        assert_error(c.post("/api/qa", json={"question": "Who is?", "context": CONTEXT}),
+                     422, "invalid_request", "question")
+        assert_error(c.post("/api/qa", json={"question": "Who?", "context": CONTEXT}),
+                     422, "invalid_request", "context")
+        assert_error(c.post("/api/qa", json={"question": "Who?", "context": "Ann is.", "top_k": 3}),
+                     422, "invalid_request", "top_k")
         assert c.post("/api/qa", json={"question": "Who?", "context": "Ann is.", "top_k": 2}).status_code == 200
 
 

@@ -104,7 +104,8 @@ def page(browser, server):
     page.on("pageerror", lambda e: problems.append(f"uncaught: {e}"))
     page.on("console", lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None)
     page.goto(server + "/")
-    page.wait_for_selector("#top-k option", state="attached")  # /api/info arrived (no wait_for_function: the CSP forbids eval)
+    # wait for /api/info (no wait_for_function: the CSP forbids eval)
+    page.wait_for_selector("#top-k option", state="attached")
     yield page
     context.close()
     assert not problems, problems  # no JavaScript error, no script blocked by the CSP

@@ -87,13 +87,17 @@ def test_regression_and_multilabel_kinds(tiny_dir, tmp_path):
     rng = random.Random(0)
     reg = [TextExample(" ".join(rng.choices(FILL, k=3)), label=rng.uniform(0, 5)) for _ in range(40)]
     data = ft.TaskData("reg", "sequence", reg[:32], reg[32:], ["LABEL_0"], "regression", "spearman")
-    result = ft.finetune(data, tiny_dir, tmp_path / "reg", ft.FinetuneSettings(ft.finetune_train_config(max_steps=2, **QUICK), batch_size=8, max_length=16, evals_per_epoch=1))
+    result = ft.finetune(data, tiny_dir, tmp_path / "reg",
+                         ft.FinetuneSettings(ft.finetune_train_config(max_steps=2, **QUICK), batch_size=8,
+                                             max_length=16, evals_per_epoch=1))
     assert set(result.best) == {"pearson", "spearman", "mse"}
     assert all(isinstance(x, float) for x in ft.predict(result.best_dir, reg[:3]))
     multi = [TextExample(w, label=[w[0]] + (["long"] if len(w) > 5 else [])) for w in FILL]
     data = ft.TaskData("multi", "sequence", multi, multi, sorted({x for e in multi for x in e.label}),
                        "multi_label_classification", "micro_f1")
-    result = ft.finetune(data, tiny_dir, tmp_path / "multi", ft.FinetuneSettings(ft.finetune_train_config(max_steps=2, **QUICK), batch_size=4, max_length=8, evals_per_epoch=1))
+    result = ft.finetune(data, tiny_dir, tmp_path / "multi",
+                         ft.FinetuneSettings(ft.finetune_train_config(max_steps=2, **QUICK), batch_size=4,
+                                             max_length=8, evals_per_epoch=1))
     assert set(result.best) == {"micro_f1", "subset_accuracy"}
     assert all(isinstance(p, list) and set(p) <= set(data.labels) for p in ft.predict(result.best_dir, multi))
 
@@ -102,14 +106,18 @@ def test_token_and_choice_kinds_run_end_to_end(tiny_dir, tmp_path):
     sents = [TaggedSentence(["Alex", "lives", "in", "Paris"], ["B-PER", "O", "O", "B-LOC"]),
              TaggedSentence(["Nadim", "Ladki", "visited", "New", "York"], ["B-PER", "I-PER", "O", "B-LOC", "I-LOC"])]
     data = ft.TaskData("ner", "token", sents * 4, sents, ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"], metric="f1")
-    result = ft.finetune(data, tiny_dir, tmp_path / "ner", ft.FinetuneSettings(ft.finetune_train_config(max_steps=2, **QUICK), batch_size=4, max_length=16, evals_per_epoch=1))
+    result = ft.finetune(data, tiny_dir, tmp_path / "ner",
+                         ft.FinetuneSettings(ft.finetune_train_config(max_steps=2, **QUICK), batch_size=4,
+                                             max_length=16, evals_per_epoch=1))
     assert {"precision", "recall", "f1", "accuracy"} == set(result.best)
     tags = ft.predict(result.best_dir, [TaggedSentence(["Nadim", "Ladki", "is", "here"])])
     assert len(tags) == 1 and len(tags[0]) == 4 and set(tags[0]) <= set(data.labels)
     qs = [ChoiceExample("where is milk kept?", ["fridge", "oven", "sky"], 0),
           ChoiceExample("what do birds do?", ["swim", "fly", "dig"], 1)]
     data = ft.TaskData("toychoice", "choice", qs * 4, qs)
-    result = ft.finetune(data, tiny_dir, tmp_path / "choice", ft.FinetuneSettings(ft.finetune_train_config(max_steps=2, **QUICK), batch_size=2, max_length=16, evals_per_epoch=1))
+    result = ft.finetune(data, tiny_dir, tmp_path / "choice",
+                         ft.FinetuneSettings(ft.finetune_train_config(max_steps=2, **QUICK), batch_size=2,
+                                             max_length=16, evals_per_epoch=1))
     assert set(result.best) == {"accuracy"}
     assert all(p in (0, 1, 2) for p in ft.predict(result.best_dir, qs))
 
@@ -216,7 +224,8 @@ def test_sst2_finetune_beats_majority(minilm_dir, tmp_path):
     data.train = random.Random(0).sample(data.train, 2000)
     majority = Counter(e.label for e in data.dev).most_common(1)[0][1] / len(data.dev)
     result = ft.finetune(data, minilm_dir, tmp_path / "sst2",
-                         ft.FinetuneSettings(ft.finetune_train_config(epochs=1, lr=1e-4, **QUICK), batch_size=32, evals_per_epoch=1))
+                         ft.FinetuneSettings(ft.finetune_train_config(epochs=1, lr=1e-4, **QUICK), batch_size=32,
+                                             evals_per_epoch=1))
     assert result.best["accuracy"] > majority + 0.2, (result.best, majority)
 
 
@@ -228,5 +237,6 @@ def test_conll_finetune_finds_entities(minilm_dir, tmp_path):
     data = ft.ner_task_data(root / "train.txt", root / "valid.txt", "conll2003")
     data.train, data.dev = random.Random(0).sample(data.train, 1500), data.dev[:500]
     result = ft.finetune(data, minilm_dir, tmp_path / "conll",
-                         ft.FinetuneSettings(ft.finetune_train_config(epochs=1, lr=1e-4, **QUICK), batch_size=16, evals_per_epoch=1))
+                         ft.FinetuneSettings(ft.finetune_train_config(epochs=1, lr=1e-4, **QUICK), batch_size=16,
+                                             evals_per_epoch=1))
     assert result.best["f1"] > 0.4, result.best

@@ -9,9 +9,9 @@ import unicodedata
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.tokenizer.test_tokenizer_corpus import generated_lines, hf_tokenizers, ours, vocab_path
 
 from bertforge.tokenizer.tokenizer import BatchEncoding, Encoding, Tokenizer, train_vocab
+from tests.tokenizer.test_tokenizer_corpus import generated_lines, hf_tokenizers, ours, vocab_path
 
 NOTES = "In terms of architecture, this has been identical to the Transformer"
 

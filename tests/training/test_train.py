@@ -23,7 +23,8 @@ class Toy(nn.Module):
 
     def __init__(self, dropout: float = 0.0):
         super().__init__()
-        self.l1, self.norm, self.drop, self.l2 = nn.Linear(8, 16), nn.LayerNorm(16), nn.Dropout(dropout), nn.Linear(16, 3)
+        self.l1, self.norm, self.drop, self.l2 = (nn.Linear(8, 16), nn.LayerNorm(16), nn.Dropout(dropout),
+                                                  nn.Linear(16, 3))
 
     def forward(self, x, y):
         logits = self.l2(self.drop(torch.relu(self.norm(self.l1(x)))))

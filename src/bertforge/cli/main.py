@@ -83,8 +83,8 @@ def _check_text_arguments(args: argparse.Namespace) -> None:
                 try:
                     text.encode("utf-8")
                 except UnicodeEncodeError:
-                    raise BertforgeError(f"the {name} argument is not valid UTF-8 text: {text.encode('utf-8', 'replace')!r}"
-                                         ) from None
+                    raise BertforgeError(f"the {name} argument is not valid UTF-8 text: "
+                                         f"{text.encode('utf-8', 'replace')!r}") from None
 
 
 def _outputs(args: argparse.Namespace) -> list[tuple[Path, Path]]:

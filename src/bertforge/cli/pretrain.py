@@ -5,7 +5,8 @@
     bertforge pretrain --out runs/mine --resume          # continue exactly where it stopped
     bertforge fill-mask --model runs/mine/model "The capital of France is [MASK]."
 
-pretrain runs 500 optimiser steps unless --max-steps or --epochs says otherwise. The work is `bertforge.tasks.pretraining.pretrain`; this module only parses.
+pretrain runs 500 optimiser steps unless --max-steps or --epochs says otherwise. The work is
+`bertforge.tasks.pretraining.pretrain`; this module only parses.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Pre-training data (Devlin et al. 2019, section 3.1 and appendix A.1): corpus -> instances -> shards -> masked batches.
+"""Pre-training data (Devlin et al. 2019, section 3.1 and appendix A.1): corpus -> instances -> shards ->
+masked batches.
 
 1. **Corpus** (`read_documents`): UTF-8 text, Google's format: documents are separated by blank lines,
    and each file starts a new document. Each line is split into sentences by `split_sentences`.

@@ -31,8 +31,8 @@ import torch
 from bertforge.fileio import open_text
 
 __all__ = ["SquadExample", "SquadFeature", "read_squad", "examples_to_features", "answer_token_span",
-           "locate_answer", "improve_answer_span", "max_context_flags", "window_starts", "collate", "length_bucketed_batches",
-           "paragraph_negatives", "QAWindows"]
+           "locate_answer", "improve_answer_span", "max_context_flags", "window_starts", "collate",
+           "length_bucketed_batches", "paragraph_negatives", "QAWindows"]
 
 
 @dataclass

@@ -243,7 +243,8 @@ def squad_v2_scores(gold: Mapping[str, list[str]], predictions: Mapping[str, str
                 out[f"{prefix}_{k}"] = v
     if given_na_probs:
         scored_na = {k: v for k, v in na_probs.items() if k in qid_to_has_ans}
-        out["best_exact"], out["best_exact_thresh"] = find_best_thresh(predictions, exact_raw, scored_na, qid_to_has_ans)
+        out["best_exact"], out["best_exact_thresh"] = find_best_thresh(predictions, exact_raw, scored_na,
+                                                                       qid_to_has_ans)
         out["best_f1"], out["best_f1_thresh"] = find_best_thresh(predictions, f1_raw, scored_na, qid_to_has_ans)
     return out
 

@@ -3,9 +3,9 @@
 `VectorStore` is the interface an index talks to (build from vectors, search, save, load). The
 default `FlatStore` is exact search with one matrix product over a numpy array on disk: right for a
 laptop folder (measured in docs/retrieval.md, one core: 0.6 ms at 10k passages, 17 ms at 100k, as
-fast as FAISS's exact IndexFlatIP; linear, so ~170 ms at a million). For millions of passages swap in an approximate index — `FaissStore("HNSW32")`, or a
-class of your own around a vector database — by passing `store=` to `DocumentIndex.build`: it is the
-one class to write.
+fast as FAISS's exact IndexFlatIP; linear, so ~170 ms at a million). For millions of passages swap in
+an approximate index — `FaissStore("HNSW32")`, or a class of your own around a vector database — by
+passing `store=` to `DocumentIndex.build`: it is the one class to write.
 
 Vectors are L2-normalised (the sentence encoder's output), so the inner product is the cosine.
 """

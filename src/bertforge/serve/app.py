@@ -308,6 +308,11 @@ def create_app(engine: Engine, config: ServeConfig = ServeConfig(),
         batcher = DynamicBatcher(cfg.max_batch, cfg.max_wait_ms, cfg.max_queue, on_batch_done=_trim_memory())
     _register(batcher, engine)
     S = build_schemas(cfg)
+    # The request models as local names for the endpoints' annotations, which FastAPI reads to parse and validate
+    # the body (evaluated at def time: this module has no `from __future__ import annotations`). Written as
+    # `S["QARequest"]` they worked the same, but linters take the quoted key for a forward reference (F821).
+    QARequest, EmbedRequest = S["QARequest"], S["EmbedRequest"]
+    FillMaskRequest, AttentionRequest = S["FillMaskRequest"], S["AttentionRequest"]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -363,7 +368,7 @@ def create_app(engine: Engine, config: ServeConfig = ServeConfig(),
 
     @app.post("/api/qa", tags=["models"], response_model=S["QAResponse"], response_model_exclude_none=True,
               summary="answer a question about a text, or about the served documents")
-    async def qa(req: S["QARequest"]) -> dict:  # type: ignore[valid-type]
+    async def qa(req: QARequest) -> dict:  # type: ignore[valid-type]
         if req.context is None:
             if engine.docs is None:
                 raise ApiError(400, "no_context", "give a 'context' to answer from (this server has no document "
@@ -377,20 +382,20 @@ def create_app(engine: Engine, config: ServeConfig = ServeConfig(),
 
     @app.post("/api/embed", tags=["models"], response_model=S["EmbedResponse"],
               summary="sentence vectors (mean pooling + L2 norm)")
-    async def embed(req: S["EmbedRequest"]) -> JSONResponse:  # type: ignore[valid-type]
+    async def embed(req: EmbedRequest) -> JSONResponse:  # type: ignore[valid-type]
         require("embed")
         vectors = await run("embed", EmbedJob(list(req.sentences)))
         return JSONResponse({"dim": len(vectors[0]), "vectors": vectors})  # skips re-validating floats
 
     @app.post("/api/fill-mask", tags=["models"], response_model=S["FillMaskResponse"],
               summary="the likeliest tokens for each [MASK] (needs --mlm-model)")
-    async def fill_mask(req: S["FillMaskRequest"]) -> dict:  # type: ignore[valid-type]
+    async def fill_mask(req: FillMaskRequest) -> dict:  # type: ignore[valid-type]
         require("fill-mask")
         return {"masks": await run("fill-mask", MaskJob(req.text, req.top_k))}
 
     @app.post("/api/attention", tags=["models"], response_model=S["AttentionResponse"],
               summary="attention probabilities of the QA model's encoder, every layer and head")
-    async def attention(req: S["AttentionRequest"]) -> JSONResponse:  # type: ignore[valid-type]
+    async def attention(req: AttentionRequest) -> JSONResponse:  # type: ignore[valid-type]
         return JSONResponse(await run("attention", AttentionJob(req.text, cfg.max_attention_tokens)))
 
     @app.get("/attention", response_class=HTMLResponse, tags=["pages"],

@@ -31,8 +31,9 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 log = logging.getLogger("bertforge.serve")
 
@@ -109,7 +110,7 @@ class DynamicBatcher:
         """Jobs of `kind` are run as `fn([payload, ...])`, at most `max_batch` (default: the batcher's) at once."""
         self._kinds[kind] = _Kind(fn, min(max_batch or self.max_batch, self.max_batch), cost)
 
-    def start(self) -> "DynamicBatcher":
+    def start(self) -> DynamicBatcher:
         if self._thread is None:
             self._stopping = False
             self._thread = threading.Thread(target=self._work, name="bertforge-inference", daemon=True)

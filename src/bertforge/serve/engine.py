@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Optional
 
 from bertforge.errors import BertforgeError
 
@@ -87,8 +88,8 @@ def load_docs(index_path: str | Path, device: str = "cpu") -> DocsBackend:
                                  "text into the page") from None
         raise BertforgeError(f"--docs needs the package {e.name!r}, which is not installed: "
                              f"pip install {e.name}") from None
-    index = retrieval.DocumentIndex.load(index_path, device=device) if _accepts(retrieval.DocumentIndex.load, "device") \
-        else retrieval.DocumentIndex.load(index_path)
+    load = retrieval.DocumentIndex.load
+    index = load(index_path, device=device) if _accepts(load, "device") else load(index_path)
     return DocsBackend(index=index, ask=retrieval.ask_docs, ask_many=getattr(retrieval, "ask_docs_many", None),
                        path=str(index_path))
 
@@ -151,7 +152,7 @@ class Engine:
     @classmethod
     def load(cls, model_dir: Optional[str | Path] = None, embed_model: Optional[str | Path] = None,
              embed: bool = True, mlm_model: Optional[str | Path] = None, docs_index: Optional[str | Path] = None,
-             device: str = "cpu", precision: str = "fp32", batch_size: int = 32, compile: bool = False) -> "Engine":
+             device: str = "cpu", precision: str = "fp32", batch_size: int = 32, compile: bool = False) -> Engine:
         """Load every model once. The embedding model defaults to all-MiniLM-L6-v2 when it is installed."""
         from bertforge.tasks.qa.answerer import DEFAULT_MODEL, QuestionAnswerer
 

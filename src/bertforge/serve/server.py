@@ -11,8 +11,9 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator, Optional
+from typing import Optional
 
 __all__ = ["bind", "is_loopback", "serve_forever", "serve_in_thread", "url_of"]
 

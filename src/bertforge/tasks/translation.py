@@ -69,7 +69,8 @@ class Translator:
         home = path if (path / SRC_TOKENIZER).is_dir() else path.parent
         if not (home / SRC_TOKENIZER).is_dir() or not (home / TGT_TOKENIZER).is_dir():
             raise FileNotFoundError(f"no {SRC_TOKENIZER}/ and {TGT_TOKENIZER}/ in {path} or {path.parent}")
-        return cls(model, Tokenizer.from_pretrained(home / SRC_TOKENIZER), Tokenizer.from_pretrained(home / TGT_TOKENIZER))
+        return cls(model, Tokenizer.from_pretrained(home / SRC_TOKENIZER),
+                   Tokenizer.from_pretrained(home / TGT_TOKENIZER))
 
     def save_pretrained(self, path: str | Path) -> None:
         self.model.save_pretrained(path)
@@ -205,7 +206,8 @@ def train_translation(cfg: TranslationTrainConfig, log: Callable[[str], None] = 
         src_tok = tgt_tok = _toy_tokenizer(out, 10)
     elif cfg.train.resume and (out / SRC_TOKENIZER).is_dir():
         from bertforge.tokenizer.tokenizer import Tokenizer
-        src_tok, tgt_tok = Tokenizer.from_pretrained(out / SRC_TOKENIZER), Tokenizer.from_pretrained(out / TGT_TOKENIZER)
+        src_tok = Tokenizer.from_pretrained(out / SRC_TOKENIZER)
+        tgt_tok = Tokenizer.from_pretrained(out / TGT_TOKENIZER)
     else:
         t0 = time.perf_counter()
         src_tok, tgt_tok = build_tokenizers(cfg, splits["train"], out)

@@ -75,8 +75,8 @@ from bertforge.training.state import (
     truncate_metrics,
 )
 
-__all__ = ["TrainConfig", "Trainer", "NonFiniteLossError", "init_distributed", "param_groups", "unwrap", "list_checkpoints",
-           "plot_metrics", "STATE_NAME"]
+__all__ = ["TrainConfig", "Trainer", "NonFiniteLossError", "init_distributed", "param_groups", "unwrap",
+           "list_checkpoints", "plot_metrics", "STATE_NAME"]
 
 logger = logging.getLogger("bertforge")
 

@@ -242,8 +242,8 @@ def test_bad_generation_input_is_refused_or_documented(caplog):
     model = GPTLMHeadModel(GPTConfig(**SHAPE, **NO_DROPOUT)).eval()
     ids = ids_batch(B=1, T=4)
     for kw, msg in [(dict(top_p=0.0, do_sample=True), "top_p"), (dict(top_p=1.5, do_sample=True), "top_p"),
-                    (dict(temperature=-1.0, do_sample=True), "temperature"), (dict(max_new_tokens=24), "context window"),
-                    (dict(repetition_penalty=0.0), "repetition_penalty")]:
+                    (dict(temperature=-1.0, do_sample=True), "temperature"),
+                    (dict(max_new_tokens=24), "context window"), (dict(repetition_penalty=0.0), "repetition_penalty")]:
         with pytest.raises(BertforgeError, match=msg):
             generate(model, ids, **{"max_new_tokens": 3, **kw})
     with pytest.raises(BertforgeError, match="empty"):

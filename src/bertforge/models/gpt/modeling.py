@@ -148,7 +148,8 @@ class GPTPreTrainedModel(PreTrainedModel):
         tied = {"lm_head.weight"} if self.config.tie_word_embeddings else set()
         if strict and ([k for k in result.missing_keys if k not in tied] or result.unexpected_keys):
             raise RuntimeError(f"state dict does not fit {type(self).__name__}: missing "
-                               f"{[k for k in result.missing_keys if k not in tied]}, unexpected {result.unexpected_keys}")
+                               f"{[k for k in result.missing_keys if k not in tied]}, "
+                               f"unexpected {result.unexpected_keys}")
         if hasattr(self, "tie_weights"):
             self.tie_weights()
         return result
