@@ -59,9 +59,11 @@ def qa_compare(model_dir: Path, examples, precisions=("fp32", "bf16"), hf_precis
             from bertforge.tasks.qa.answerer import load_qa_model
 
             model, tok = load_qa_model(model_dir, "cpu", "fp32")
-            qa = QuestionAnswerer(model=model, tokenizer=tok, precision="bf16", batch_size=batch_size)
+            qa = QuestionAnswerer(model=model, tokenizer=tok, precision="bf16", batch_size=batch_size,
+                                  always_answer=True)
         else:
-            qa = QuestionAnswerer(model_dir, precision=p, batch_size=batch_size)
+            # always_answer: HF's pipeline has no null threshold, so both return their best span
+            qa = QuestionAnswerer(model_dir, precision=p, batch_size=batch_size, always_answer=True)
 
         def run_ours(chunk_, qa=qa):
             answers = qa.answer_many([e.question for e in chunk_], [e.context for e in chunk_])

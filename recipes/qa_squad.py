@@ -215,9 +215,10 @@ def model_card(train_cfg: dict, scores: dict, metrics: list[dict], args: argpars
   {train_cfg['train_questions']:,} questions including the unanswerable twins ({train_cfg['paragraph_negatives']:.0%}
   of the questions also asked of another paragraph of their article), {train_cfg['train_features']:,} windows
   (every window holding the answer + {train_cfg['negatives_per_question']} answer-less window(s) per question).
-- **Hyper-parameters**: {t['epochs']} epochs ({steps:,} steps), lr {t['lr']} (linear warm-up {t['warmup_ratio']:.0%} then
-  linear decay; chosen on the held-out train articles, `sweep` stage), batch {train_cfg['batch_size']}, AdamW wd
-  {t['weight_decay']}, {t['precision']} autocast, attention dropout {train_cfg['attention_dropout']}, windows
+- **Hyper-parameters**: {t['epochs']} epochs ({steps:,} steps), lr {t['lr']}
+  (linear warm-up {t['warmup_ratio']:.0%} then linear decay; chosen on the held-out train articles, `sweep` stage),
+  batch {train_cfg['batch_size']}, AdamW wd {t['weight_decay']}, {t['precision']} autocast,
+  attention dropout {train_cfg['attention_dropout']}, windows
   {train_cfg['windows']['max_seq_length']}/{train_cfg['windows']['max_query_length']}/{train_cfg['windows']['window_overlap']}
   (max_seq_length / max_query_length / window_overlap). **Seed** {t['seed']}.
 - **Compute**: CPU only (2 shared vCPU, 1-2 torch threads, several sittings resumed exactly):
@@ -236,7 +237,8 @@ def model_card(train_cfg: dict, scores: dict, metrics: list[dict], args: argpars
 {row('xquad_en', 'XQuAD-en')}
 {row('covid_dev', 'COVID-QA dev')}
 
-SQuAD v2.0 dev ({v2['questions']} questions, threshold {scores['null_threshold']}): EM {v2['exact']:.2f} / F1 {v2['f1']:.2f};
+SQuAD v2.0 dev ({v2['questions']} questions, threshold {scores['null_threshold']}):
+EM {v2['exact']:.2f} / F1 {v2['f1']:.2f};
 HasAns EM {v2['HasAns_exact']:.2f} / F1 {v2['HasAns_f1']:.2f}; NoAns {v2['NoAns_exact']:.2f}
 (its unanswerable questions were written to look answerable; ours learned from other paragraphs' questions).
 
@@ -244,7 +246,8 @@ Recomputed by `tests/tasks/qa/test_qa_model.py` (slow).
 
 ## Reproduce
 
-    python recipes/qa_squad.py train --out runs/qa-squad --epochs {t['epochs']} --lr {t["lr"]} --threads 2   # resumable: --resume
+    python recipes/qa_squad.py train --out runs/qa-squad --epochs {t['epochs']} --lr {t["lr"]} \\
+        --threads 2   # resumable: --resume
     python recipes/qa_squad.py finish --out runs/qa-squad --ship
 """
 

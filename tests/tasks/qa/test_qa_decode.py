@@ -149,7 +149,8 @@ def test_padded_tensor_input_equals_lists():
     T = len(f1.offsets) + 5  # padded past the longest feature
     start, end = torch.randn(2, T, generator=g), torch.randn(2, T, generator=g)
     start[1, len(f2.offsets):] = 100.0  # padding logits must be ignored
-    lists = decode_spans([EXAMPLE, ex2], [f1, f2], [start[0, :len(f1.offsets)].tolist(), start[1, :len(f2.offsets)].tolist()],
+    lists = decode_spans([EXAMPLE, ex2], [f1, f2],
+                         [start[0, :len(f1.offsets)].tolist(), start[1, :len(f2.offsets)].tolist()],
                          [end[0, :len(f1.offsets)].tolist(), end[1, :len(f2.offsets)].tolist()])
     tensors = decode_spans([EXAMPLE, ex2], [f1, f2], start, end)
     assert tensors.predictions == lists.predictions

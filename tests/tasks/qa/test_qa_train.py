@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 import torch
-from tests.helpers import require_data
 
 from bertforge.models.bert.config import BertConfig
 from bertforge.models.bert.heads import BertForQuestionAnswering
+from tests.helpers import require_data
 
 
 def _squad_file(path, n_paragraphs=6):

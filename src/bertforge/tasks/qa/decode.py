@@ -38,7 +38,8 @@ class QAPredictions:
     """What `decode_spans` returns, keyed by question id."""
 
     predictions: dict[str, str] = field(default_factory=dict)  # the answer text ("" = no answer)
-    nbest: dict[str, list[dict]] = field(default_factory=dict)  # {text, probability, start_logit, end_logit, char_start, char_end}
+    # {text, probability, start_logit, end_logit, char_start, char_end} per question
+    nbest: dict[str, list[dict]] = field(default_factory=dict)
     null_odds: dict[str, float] = field(default_factory=dict)  # null_score - best non-null score
     best_non_null: dict[str, str] = field(default_factory=dict)  # best non-empty answer, whatever the threshold
 
@@ -101,7 +102,8 @@ def decode_spans(examples: Sequence[Any], features: Sequence[Any], start_logits:
     for example_index, example in enumerate(examples):
         qid = str(example.qas_id)
         context = example.context
-        candidates: list[tuple[float, float, float, int, int]] = []  # (score, start_logit, end_logit, char_start, char_end)
+        # (score, start_logit, end_logit, char_start, char_end)
+        candidates: list[tuple[float, float, float, int, int]] = []
         null_score = null_start = null_end = None
         for k in by_example.get(example_index, []):
             feature = features[k]

@@ -60,7 +60,8 @@ class QATrainConfig:
         if self.batch_size < 1:
             raise BertforgeError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.negatives_per_question is not None and self.negatives_per_question < 0:
-            raise BertforgeError(f"negatives_per_question must be >= 0 or None (all), got {self.negatives_per_question}")
+            raise BertforgeError("negatives_per_question must be >= 0 or None (all), "
+                                 f"got {self.negatives_per_question}")
 
 
 def training_features(examples: Sequence[SquadExample], tokenizer: Tokenizer, cfg: QATrainConfig) -> list:
