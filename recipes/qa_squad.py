@@ -176,6 +176,10 @@ def cmd_finish(args: argparse.Namespace) -> None:
         print(name, json.dumps(scores[name]), flush=True)
         atomic_write_json(fp16 / "scores.json", scores)
     train_cfg = json.loads((model_dir / "qa_train_config.json").read_text())
+    if not isinstance(train_cfg["train"], dict):  # written before finetune_squad kept the files apart:
+        # the loop's settings are in every checkpoint's trainer state (the run's own TrainConfig)
+        newest = max((model_dir / "run").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        train_cfg["train"] = torch.load(newest / "trainer_state.pt", map_location="cpu", weights_only=False)["config"]
     metrics = [json.loads(line) for line in (model_dir / "run" / "metrics.jsonl").read_text().splitlines()]
     atomic_write_text(fp16 / "README.md", model_card(train_cfg, scores, metrics, args))
     if args.ship:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pytest
@@ -142,7 +143,9 @@ def test_no_answer_follows_the_null_threshold_rule(tiny_qa_dir):
     results = qa.ask_many(questions, context)
     for ex, r in zip(examples, results):
         assert (r.answers == []) == (decoded.null_odds[ex.qas_id] > middle)
-        assert 0.0 < r.no_answer_probability < 1.0
+        # sigmoid(null_odds - threshold): above 0.5 exactly when the answer is withheld
+        assert r.no_answer_probability == pytest.approx(1 / (1 + math.exp(middle - decoded.null_odds[ex.qas_id])))
+        assert (r.no_answer_probability > 0.5) == (r.answers == [])
     assert sum(not r.answers for r in results) == 2
     forced = QuestionAnswerer(tiny_qa_dir, null_threshold=middle, always_answer=True).answer_many(questions, context)
     assert all(forced)

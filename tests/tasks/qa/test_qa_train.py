@@ -40,6 +40,9 @@ def test_finetune_and_evaluate_commands_end_to_end(tmp_path, minilm_dir):
     for f in ("config.json", "model.safetensors", "vocab.txt", "qa_train_config.json"):
         assert (tmp_path / "qa" / f).exists(), f
     assert (tmp_path / "qa" / "run" / "metrics.jsonl").exists()
+    saved = json.loads((tmp_path / "qa" / "qa_train_config.json").read_text())
+    assert saved["train"]["max_steps"] == 2 and saved["train"]["precision"] == "fp32"  # the loop's settings kept
+    assert saved["train_files"] == [str(train)] and saved["windows"]["max_seq_length"] == 64
     rc = main(["evaluate", "squad", "--model", str(tmp_path / "qa"), "--data", str(train),
                "--out", str(tmp_path / "eval"), "--max-seq-length", "64", "--max-query-length", "16",
                "--window-overlap", "8"])

@@ -151,8 +151,10 @@ class QuestionAnswerer:
         """Answer each question about its context (one context for all when a single string is given).
 
         With a calibrated null threshold (the shipped model has one) a question whose null score wins
-        gets no answers (`answers == []`) unless `always_answer`; `no_answer_probability` is the null
-        answer's share of the n-best softmax (0.0 for a model without a threshold).
+        gets no answers (`answers == []`) unless `always_answer`. `no_answer_probability` is
+        sigmoid(null_odds - threshold): 0.5 at the calibrated threshold and above 0.5 exactly when the
+        text is judged not to hold the answer (D6); 0.0 for a model without a threshold. (The null's share
+        of the n-best softmax would disagree with the decision whenever the threshold is not 0.)
         """
         if isinstance(contexts, str):
             contexts = [contexts] * len(questions)
@@ -176,9 +178,9 @@ class QuestionAnswerer:
 
     def _result(self, ex: SquadExample, decoded: QAPredictions, top_k: int) -> QAResult:
         nbest = decoded.nbest.get(ex.qas_id, [])
-        null_p = sum(float(e["probability"]) for e in nbest if e.get("char_start") is None)
-        no_answer = (self.null_threshold is not None and not self.always_answer
-                     and decoded.null_odds.get(ex.qas_id, -math.inf) > self.null_threshold)
+        margin = decoded.null_odds.get(ex.qas_id, -math.inf) - (self.null_threshold or 0.0)  # > 0: null wins
+        null_p = 0.0 if self.null_threshold is None else 1.0 / (1.0 + math.exp(-min(max(margin, -700.0), 700.0)))
+        no_answer = self.null_threshold is not None and not self.always_answer and margin > 0
         answers = []
         for entry in [e for e in nbest if e.get("char_start") is not None][:0 if no_answer else top_k]:
             s, e = entry["char_start"], entry["char_end"]

@@ -146,7 +146,7 @@ def finetune_squad(model_path: str | Path, train_files: Sequence[str | Path], de
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     atomic_write_json(out_dir / "qa_train_config.json",
-                      {**asdict(cfg), "model": str(model_path), "train": [str(f) for f in train_files],
+                      {**asdict(cfg), "model": str(model_path), "train_files": [str(f) for f in train_files],
                        "dev": str(dev_file) if dev_file else None, "train_features": len(features),
                        "train_questions": len(train_examples)})
     return model
