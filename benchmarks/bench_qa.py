@@ -32,7 +32,7 @@ def hf_pipeline(model_dir: Path, precision: str):
         model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     tok = transformers.BertTokenizerFast.from_pretrained(str(model_dir))
     return transformers.pipeline("question-answering", model=model, tokenizer=tok, device=-1), \
-        (lambda: precision_context("cpu", precision))
+        (lambda: precision_context("cpu", "fp32" if precision == "int8" else precision))  # torch.ao int8: fp32 in
 
 
 def qa_compare(model_dir: Path, examples, precisions=("fp32", "bf16"), hf_precisions=("fp32",),
