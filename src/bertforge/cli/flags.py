@@ -241,6 +241,11 @@ def training(p: argparse.ArgumentParser, epochs: Optional[float] = None, lr: Opt
     run.add_argument("--overwrite", action="store_true", help="delete the run already in --out and start afresh")
 
 
+def log_every(p: argparse.ArgumentParser, default: int = 10) -> None:
+    """`--log-every N`: how often the training loss is logged (the commands that log on their own cadence)."""
+    p.add_argument("--log-every", type=positive_int, default=default, help="training loss logged every N steps")
+
+
 def train_fields(args: argparse.Namespace, **fields: Any) -> dict[str, Any]:
     """TrainConfig keyword arguments of `training`'s flags that were given (None: keep the task's default),
     plus `fields`."""

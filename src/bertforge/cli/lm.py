@@ -47,7 +47,7 @@ def register(sub) -> None:
     p.add_argument("--eval-every", type=flags.non_negative_int, default=100,
                    help="held-out perplexity every N steps (0: only at the end)")
     p.add_argument("--eval-blocks", type=flags.positive_int, default=64, help="held-out blocks per evaluation")
-    p.add_argument("--log-every", type=flags.positive_int, default=10, help="training loss logged every N steps")
+    flags.log_every(p)
     p.set_defaults(func=run_train)
 
     g = sub.add_parser("generate", help="continue a text with a trained GPT (streams the new tokens)",

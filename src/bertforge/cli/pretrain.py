@@ -53,7 +53,7 @@ def register(subparsers) -> None:
     p.add_argument("--eval-every", type=flags.non_negative_int, default=100,
                    help="held-out evaluation every N steps (0: only at the end)")
     p.add_argument("--eval-batches", type=flags.positive_int, default=20, help="held-out batches per evaluation")
-    p.add_argument("--log-every", type=flags.positive_int, default=10, help="training loss logged every N steps")
+    flags.log_every(p)
     flags.alias(p, "--no-progress", "quiet", action="store_true")
     p.set_defaults(func=run_pretrain)
 
